@@ -1,0 +1,47 @@
+# eventbus — every target works on a fresh machine: tests start their own
+# Redis when none answers (scripts/with-redis.sh).
+GO           ?= go
+STATICCHECK  ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+BENCHSTAT    ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+TESTFLAGS    ?= -race -count=1 -timeout 20m
+BENCHTIME    ?= 2s
+
+.PHONY: all demo test test-cluster test-faults test-tls bench lint fuzz tidy
+
+all: lint test
+
+## demo: run the photo pipeline end to end (embedded Redis unless REDIS_URL is set)
+demo:
+	$(GO) run ./cmd/eventbus demo
+
+## test: every test, with the race detector, against a real Redis
+test:
+	scripts/with-redis.sh $(GO) test $(TESTFLAGS) ./...
+
+## test-cluster: the core, wildcard and fault tests against a 3-master Redis Cluster
+test-cluster:
+	scripts/with-redis.sh scripts/with-redis-cluster.sh $(GO) test $(TESTFLAGS) -tags cluster ./bus/ ./internal/...
+
+## test-faults: the fault-injection suite (crash, restart, cut, poison, slow handler)
+test-faults:
+	scripts/with-redis.sh $(GO) test $(TESTFLAGS) -tags faults ./faults/
+
+## bench: the bus beside plain go-redis and plain watermill-redisstream, same run
+bench:
+	scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./bench/
+
+## fuzz: each fuzz target for a bounded time
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzValidateType$$' -fuzztime 10s ./bus/
+	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime 10s ./bus/
+	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime 10s ./bus/
+
+## lint: gofmt, go vet, staticcheck
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+
+tidy:
+	$(GO) mod tidy

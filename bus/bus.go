@@ -1,0 +1,114 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/redis/go-redis/v9"
+)
+
+// Bus is one service's connection to the event bus: the shared configuration,
+// Redis client, publisher and type-registry watcher from which subscribers are
+// made. It is safe for concurrent use.
+type Bus struct {
+	cfg       Config
+	client    redis.UniversalClient
+	ownClient bool
+	logger    watermill.LoggerAdapter
+	pub       *Publisher
+	watcher   *registryWatcher
+
+	mu     sync.Mutex
+	subs   []*Subscriber
+	closed bool
+}
+
+// New validates cfg and returns a Bus. It does not contact Redis; use Ping to
+// check the connection. A nil logger logs nothing (watermill.NopLogger); use
+// watermill.NewSlogLogger to log through log/slog.
+func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = watermill.NopLogger{}
+	}
+	b := &Bus{cfg: cfg, client: cfg.Client, logger: logger}
+	if b.client == nil {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil { // Validate parsed it already; keep the check honest
+			return nil, fmt.Errorf("%w: RedisURL %s", ErrInvalidConfig, RedactURL(cfg.RedisURL))
+		}
+		b.client = redis.NewClient(opt)
+		b.ownClient = true
+	}
+	b.pub = newPublisher(cfg, b.client, logger)
+	b.watcher = newRegistryWatcher(b.client, cfg.RegistryKey(), logger)
+	return b, nil
+}
+
+// Config returns the bus configuration, defaults applied.
+func (b *Bus) Config() Config { return b.cfg }
+
+// Client returns the Redis client the bus uses.
+func (b *Bus) Client() redis.UniversalClient { return b.client }
+
+// Logger returns the bus's logger.
+func (b *Bus) Logger() watermill.LoggerAdapter { return b.logger }
+
+// Publisher returns the bus's publisher (a message.Publisher).
+func (b *Bus) Publisher() *Publisher { return b.pub }
+
+// Ping checks that Redis answers.
+func (b *Bus) Ping(ctx context.Context) error {
+	if err := b.client.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis unreachable: %w", err)
+	}
+	return nil
+}
+
+// NewSubscriber returns a subscriber for one consumer group (cfg.ConsumerGroup,
+// by default the service name). The bus closes it in Close.
+func (b *Bus) NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	s, err := newSubscriber(cfg, b.cfg, b.client, b.watcher, b.logger)
+	if err != nil {
+		return nil, err
+	}
+	b.subs = append(b.subs, s)
+	return s, nil
+}
+
+// Close closes every subscriber made from the bus (draining in-flight
+// messages, see Subscriber.Close), the publisher and the registry watcher.
+// It closes the Redis client only if the bus opened it from RedisURL. Safe to
+// call more than once.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	subs := b.subs
+	b.mu.Unlock()
+
+	var errs []error
+	for _, s := range subs {
+		errs = append(errs, s.Close())
+	}
+	errs = append(errs, b.pub.Close())
+	b.watcher.close()
+	if b.ownClient {
+		errs = append(errs, b.client.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,292 @@
+package bus
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Defaults for Config and SubscriberConfig. A zero field takes its default.
+const (
+	DefaultStreamPrefix       = "events:"
+	DefaultMaxEventSize       = 1 << 20 // 1 MiB
+	DefaultMaxLen             = 100_000
+	DefaultContentType        = "application/json"
+	DefaultBatchSize          = 100
+	DefaultConcurrency        = 1
+	DefaultBlockTime          = 250 * time.Millisecond
+	DefaultClaimInterval      = 10 * time.Second
+	DefaultClaimMinIdle       = 30 * time.Second
+	DefaultResyncInterval     = 5 * time.Second
+	DefaultCloseTimeout       = 30 * time.Second
+	DefaultNackDelay          = 100 * time.Millisecond
+	DefaultStartFrom          = "0"
+	defaultMaxReadBackoff     = 5 * time.Second
+	defaultInitialReadBackoff = 50 * time.Millisecond
+)
+
+// Config configures a Bus: what every publisher and subscriber made from it
+// shares.
+type Config struct {
+	// ServiceName names the publishing service: it is the "source" attribute
+	// of every event published and the default consumer group. Required.
+	ServiceName string
+
+	// Client is the Redis connection (a *redis.Client, *redis.ClusterClient or
+	// any redis.UniversalClient). The bus never closes it: the caller owns it.
+	// Exactly one of Client and RedisURL must be set.
+	Client redis.UniversalClient
+	// RedisURL is used when Client is nil: a redis:// or rediss:// URL as
+	// understood by redis.ParseURL (user, password and TLS included). The bus
+	// then owns the client it opens and closes it in Close.
+	RedisURL string
+
+	// StreamPrefix is prepended to an event type to form its stream key.
+	// Default DefaultStreamPrefix ("events:").
+	StreamPrefix string
+
+	// MaxEventSize is the largest event accepted, in bytes of data plus
+	// attributes. Default DefaultMaxEventSize (1 MiB); -1 means no limit.
+	MaxEventSize int
+
+	// Retention bounds every stream. Acking never frees memory; trimming does.
+	Retention Retention
+
+	// DefaultContentType is the datacontenttype given to events published
+	// without one. Default "application/json". Data under a JSON content type
+	// must be valid JSON (or empty).
+	DefaultContentType string
+}
+
+// Retention says how streams are trimmed on every publish ("~", approximate,
+// which is what makes trimming cheap in Redis).
+type Retention struct {
+	// MaxLen keeps about this many entries per stream (XADD MAXLEN ~).
+	// Default DefaultMaxLen; -1 means no length limit.
+	MaxLen int64
+	// MaxAge, when set, trims entries older than this instead (XADD MINID ~)
+	// and MaxLen is ignored.
+	MaxAge time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.StreamPrefix == "" {
+		c.StreamPrefix = DefaultStreamPrefix
+	}
+	if c.MaxEventSize == 0 {
+		c.MaxEventSize = DefaultMaxEventSize
+	}
+	if c.Retention.MaxLen == 0 {
+		c.Retention.MaxLen = DefaultMaxLen
+	}
+	if c.DefaultContentType == "" {
+		c.DefaultContentType = DefaultContentType
+	}
+}
+
+// Validate reports every problem with the config at once. It never changes c.
+func (c Config) Validate() error {
+	var errs []error
+	if c.ServiceName == "" {
+		errs = append(errs, errors.New("ServiceName is required (it becomes the source attribute and the default consumer group)"))
+	} else if strings.ContainsAny(c.ServiceName, " \t\r\n") {
+		errs = append(errs, fmt.Errorf("ServiceName %q must not contain white space", c.ServiceName))
+	}
+	switch {
+	case c.Client == nil && c.RedisURL == "":
+		errs = append(errs, errors.New("set Client or RedisURL"))
+	case c.Client != nil && c.RedisURL != "":
+		errs = append(errs, errors.New("set only one of Client and RedisURL"))
+	case c.RedisURL != "":
+		if _, err := redis.ParseURL(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("RedisURL %s: %s", RedactURL(c.RedisURL), redactErr(err, c.RedisURL)))
+		}
+	}
+	if strings.ContainsAny(c.StreamPrefix, "{}") {
+		errs = append(errs, fmt.Errorf("StreamPrefix %q must not contain '{' or '}': hash tags would put every stream in one cluster slot", c.StreamPrefix))
+	}
+	if c.MaxEventSize < -1 {
+		errs = append(errs, fmt.Errorf("MaxEventSize %d: use a positive size, 0 for the default or -1 for no limit", c.MaxEventSize))
+	}
+	if c.Retention.MaxLen < -1 {
+		errs = append(errs, fmt.Errorf("Retention.MaxLen %d: use a positive length, 0 for the default or -1 for no limit", c.Retention.MaxLen))
+	}
+	if c.Retention.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("Retention.MaxAge %s must not be negative", c.Retention.MaxAge))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+}
+
+// StreamKey returns the Redis key of the stream that holds events of type t.
+func (c Config) StreamKey(t string) string { return c.StreamPrefix + t }
+
+// DeadLetterKey is the stream that holds dead letters. It cannot collide with
+// the stream of any valid event type ('$' is not allowed in types).
+func (c Config) DeadLetterKey() string { return c.StreamPrefix + "$dlq" }
+
+// RegistryKey is the set of every event type ever published under this
+// prefix; the same name is the Pub/Sub channel that announces new types.
+func (c Config) RegistryKey() string { return c.StreamPrefix + "$types" }
+
+// PushKey is the stream that holds a copy of every event addressed to
+// browsers (room, user or broadcast), in publish order, for the gateway.
+func (c Config) PushKey() string { return c.StreamPrefix + "$push" }
+
+// RedactURL returns u with any password replaced by "xxxxx", for logs and
+// errors. Credentials never appear in what the bus prints.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return p.Redacted()
+}
+
+// redactErr returns err's text with the credentials of rawURL (its user
+// info, "user:password") removed, even when rawURL cannot be parsed.
+func redactErr(err error, rawURL string) string {
+	s := err.Error()
+	if i := strings.Index(rawURL, "://"); i >= 0 {
+		rest := rawURL[i+3:]
+		if j := strings.LastIndexByte(rest, '@'); j > 0 {
+			s = strings.ReplaceAll(s, rest[:j], "xxxxx")
+		}
+	}
+	return s
+}
+
+// SubscriberConfig configures one Subscriber: one consumer group.
+type SubscriberConfig struct {
+	// ConsumerGroup is the Redis consumer group. Every handler should have its
+	// own (the router uses "<service>.<handler>"); instances of one service
+	// share it and split the load. Default: the bus's ServiceName.
+	ConsumerGroup string
+	// Consumer names this instance within the group. Default: host name,
+	// process id and a random suffix, unique per Subscriber.
+	Consumer string
+
+	// BatchSize is the most entries read by one XREADGROUP (COUNT), and the
+	// bound on entries read but not yet acked. Default DefaultBatchSize.
+	BatchSize int
+	// Concurrency is how many messages may be delivered and unacked at once.
+	// With 1 (the default) a handler sees each stream's entries in order.
+	Concurrency int
+	// BlockTime is how long one XREADGROUP waits for new entries; it also
+	// bounds how long acks of an idle subscription wait to be flushed and how
+	// long Close waits for the reader. Default DefaultBlockTime.
+	BlockTime time.Duration
+
+	// ClaimInterval is how often entries left pending by other (dead)
+	// consumers are looked for. Default DefaultClaimInterval; -1 disables.
+	ClaimInterval time.Duration
+	// ClaimMinIdle is how long an entry must have been idle before it is
+	// claimed from another consumer. Entries this subscriber is still working
+	// on are kept fresh (their idle time reset) so they are never claimed
+	// while in progress. Default DefaultClaimMinIdle.
+	ClaimMinIdle time.Duration
+	// ShouldClaim, when set, decides whether an idle pending entry of another
+	// consumer is claimed (a policy hook, as in watermill-redisstream).
+	ShouldClaim func(redis.XPendingExt) bool
+
+	// NackDelay is how long a nacked message waits before it is delivered
+	// again. Default DefaultNackDelay; -1 means no delay.
+	NackDelay time.Duration
+	// StartFrom is where a new consumer group starts on a stream that exists
+	// when the subscription starts: "0" (the default, every retained entry) or
+	// "$" (only new entries). Streams a pattern subscription discovers later
+	// are always read from their first entry.
+	StartFrom string
+	// ResyncInterval is how often a pattern subscription re-reads the type
+	// registry, repairing any missed new-type notification. Default
+	// DefaultResyncInterval.
+	ResyncInterval time.Duration
+	// CloseTimeout bounds how long Close waits for in-flight messages to be
+	// acked or nacked. Unfinished ones stay pending for another consumer.
+	// Default DefaultCloseTimeout.
+	CloseTimeout time.Duration
+
+	// Unmarshaller decodes entries. Default Marshaller{}.
+	Unmarshaller Unmarshaller
+}
+
+func (c *SubscriberConfig) setDefaults(b Config) {
+	if c.ConsumerGroup == "" {
+		c.ConsumerGroup = b.ServiceName
+	}
+	if c.Consumer == "" {
+		c.Consumer = defaultConsumerName()
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.BlockTime == 0 {
+		c.BlockTime = DefaultBlockTime
+	}
+	if c.ClaimInterval == 0 {
+		c.ClaimInterval = DefaultClaimInterval
+	}
+	if c.ClaimMinIdle == 0 {
+		c.ClaimMinIdle = DefaultClaimMinIdle
+	}
+	if c.NackDelay == 0 {
+		c.NackDelay = DefaultNackDelay
+	}
+	if c.StartFrom == "" {
+		c.StartFrom = DefaultStartFrom
+	}
+	if c.ResyncInterval == 0 {
+		c.ResyncInterval = DefaultResyncInterval
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.Unmarshaller == nil {
+		c.Unmarshaller = Marshaller{}
+	}
+}
+
+// Validate reports every problem with the config at once. It never changes c.
+func (c SubscriberConfig) Validate() error {
+	var errs []error
+	if c.ConsumerGroup == "" {
+		errs = append(errs, errors.New("ConsumerGroup is required"))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("BatchSize %d must be at least 1", c.BatchSize))
+	}
+	if c.Concurrency < 1 {
+		errs = append(errs, fmt.Errorf("Concurrency %d must be at least 1", c.Concurrency))
+	}
+	if c.BlockTime < time.Millisecond {
+		errs = append(errs, fmt.Errorf("BlockTime %s must be at least 1ms", c.BlockTime))
+	}
+	if c.ClaimInterval < -1 || (c.ClaimInterval > 0 && c.ClaimInterval < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("ClaimInterval %s: use at least 1ms, or -1 to disable claiming", c.ClaimInterval))
+	}
+	if c.ClaimMinIdle < 3*time.Millisecond {
+		errs = append(errs, fmt.Errorf("ClaimMinIdle %s must be at least 3ms", c.ClaimMinIdle))
+	}
+	if c.StartFrom != "0" && c.StartFrom != "$" {
+		errs = append(errs, fmt.Errorf("StartFrom %q: use \"0\" (all retained entries) or \"$\" (new entries only)", c.StartFrom))
+	}
+	if c.ResyncInterval < time.Millisecond {
+		errs = append(errs, fmt.Errorf("ResyncInterval %s must be at least 1ms", c.ResyncInterval))
+	}
+	if c.CloseTimeout < 0 {
+		errs = append(errs, fmt.Errorf("CloseTimeout %s must not be negative", c.CloseTimeout))
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+}

@@ -1,0 +1,609 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+)
+
+// delivery is one stream entry on its way to the handler.
+type delivery struct {
+	stream string // stream key
+	entry  redis.XMessage
+	count  int64 // Redis delivery count of the entry for this group
+}
+
+type entryRef struct{ stream, id string }
+
+// subscription is one Subscribe call. Its reader goroutine owns every Redis
+// call (and the stream list); its dispatcher goroutine owns delivery to the
+// output channel. They share the in-flight set and the ack buffer under mu.
+type subscription struct {
+	s         *Subscriber
+	ctx       context.Context
+	topic     string
+	isPattern bool
+
+	out          chan *message.Message
+	entries      chan delivery // reader -> dispatcher
+	newTypes     chan string   // registry watcher -> reader
+	stop         chan struct{} // closed when ctx is done or the subscriber closes
+	hardStop     chan struct{} // closed when the close drain deadline passes
+	dispatchDone chan struct{}
+	stopOnce     sync.Once
+
+	// reader-owned
+	streams []string
+	known   map[string]bool
+	groups  [][]string // streams grouped by cluster slot (one group when not a cluster)
+	cluster bool
+
+	mu       sync.Mutex
+	inflight map[entryRef]struct{}
+	acks     map[string][]string
+	wake     chan struct{}
+}
+
+func newSubscription(s *Subscriber, ctx context.Context, topic string, pattern bool) *subscription {
+	_, cluster := s.client.(*redis.ClusterClient)
+	return &subscription{
+		s:            s,
+		ctx:          ctx,
+		topic:        topic,
+		isPattern:    pattern,
+		out:          make(chan *message.Message),
+		entries:      make(chan delivery, s.cfg.BatchSize),
+		newTypes:     make(chan string, 256),
+		stop:         make(chan struct{}),
+		hardStop:     make(chan struct{}),
+		dispatchDone: make(chan struct{}),
+		known:        map[string]bool{},
+		cluster:      cluster,
+		inflight:     map[entryRef]struct{}{},
+		acks:         map[string][]string{},
+		wake:         make(chan struct{}, 1),
+	}
+}
+
+// start creates the consumer group on every stream the subscription covers
+// (and, for a pattern, registers with the watcher before it lists the
+// registry, so that no new type falls between the two).
+func (sub *subscription) start(ctx context.Context) error {
+	if !sub.isPattern {
+		return sub.addStreams(ctx, []string{sub.topic}, sub.s.cfg.StartFrom)
+	}
+	if err := sub.s.watcher.add(ctx, sub); err != nil {
+		return err
+	}
+	types, err := sub.s.client.SMembers(ctx, sub.s.bus.RegistryKey()).Result()
+	if err != nil {
+		return err
+	}
+	return sub.addStreams(ctx, sub.matching(types), sub.s.cfg.StartFrom)
+}
+
+func (sub *subscription) abort() {
+	if sub.isPattern {
+		sub.s.watcher.remove(sub)
+	}
+}
+
+func (sub *subscription) matching(types []string) []string {
+	var out []string
+	for _, t := range types {
+		if ValidateType(t) == nil && Match(sub.topic, t) && !sub.known[sub.s.bus.StreamKey(t)] {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// addStreams creates the group on each new stream (MKSTREAM, so a type not
+// yet published can be subscribed) and adds it to the read set.
+func (sub *subscription) addStreams(ctx context.Context, types []string, start string) error {
+	if len(types) == 0 {
+		return nil
+	}
+	pipe := sub.s.client.Pipeline()
+	cmds := make([]*redis.StatusCmd, len(types))
+	for i, t := range types {
+		cmds[i] = pipe.XGroupCreateMkStream(ctx, sub.s.bus.StreamKey(t), sub.s.cfg.ConsumerGroup, start)
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, t := range types {
+		if err := cmds[i].Err(); err != nil && !isBusyGroup(err) {
+			return err
+		}
+		key := sub.s.bus.StreamKey(t)
+		if !sub.known[key] {
+			sub.known[key] = true
+			sub.streams = append(sub.streams, key)
+		}
+	}
+	sub.regroup()
+	return nil
+}
+
+func (sub *subscription) regroup() {
+	if !sub.cluster {
+		sub.groups = [][]string{sub.streams}
+		return
+	}
+	bySlot := map[int][]string{}
+	for _, k := range sub.streams {
+		bySlot[keySlot(k)] = append(bySlot[keySlot(k)], k)
+	}
+	sub.groups = sub.groups[:0]
+	for _, g := range bySlot {
+		sub.groups = append(sub.groups, g)
+	}
+}
+
+func isBusyGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") }
+func isNoGroup(err error) bool   { return err != nil && strings.Contains(err.Error(), "NOGROUP") }
+
+func (sub *subscription) halt() {
+	sub.stopOnce.Do(func() { close(sub.stop) })
+}
+
+// readLoop is the reader goroutine.
+func (sub *subscription) readLoop() {
+	cfg := sub.s.cfg
+	go func() {
+		select {
+		case <-sub.ctx.Done():
+		case <-sub.s.closing:
+		case <-sub.dispatchDone:
+		}
+		sub.halt()
+	}()
+	defer func() {
+		if sub.isPattern {
+			sub.s.watcher.remove(sub)
+		}
+		<-sub.dispatchDone
+		// Final flush: what the handlers finished is acked, the rest stays pending.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sub.flushAcks(ctx)
+	}()
+
+	low := cfg.BatchSize / 2
+	now := time.Now()
+	nextClaim := now.Add(cfg.ClaimInterval)
+	nextKeep := now.Add(cfg.ClaimMinIdle / 3)
+	nextResync := now.Add(cfg.ResyncInterval)
+	backoff := defaultInitialReadBackoff
+	ctx := context.Background() // reads end on stop at the latest BlockTime later; see Close
+	sub.claim(ctx, true)
+	for {
+		select {
+		case <-sub.stop:
+			return
+		default:
+		}
+		now = time.Now()
+		if cfg.ClaimInterval > 0 && now.After(nextClaim) {
+			sub.claim(ctx, false)
+			nextClaim = now.Add(cfg.ClaimInterval)
+		}
+		if now.After(nextKeep) {
+			sub.keepalive(ctx)
+			nextKeep = now.Add(cfg.ClaimMinIdle / 3)
+		}
+		if sub.isPattern && now.After(nextResync) {
+			sub.resync(ctx)
+			nextResync = now.Add(cfg.ResyncInterval)
+		}
+		sub.drainNewTypes(ctx)
+
+		if len(sub.streams) > 0 && sub.inflightCount() <= low {
+			sub.flushAcks(ctx)
+			n, err := sub.read(ctx)
+			if err != nil {
+				sub.s.logger.Error("Read failed, retrying", err, watermill.LogFields{"topic": sub.topic, "backoff": backoff.String()})
+				if isNoGroup(err) {
+					sub.recreateGroups(ctx)
+				}
+				if !sleepCtx(sub.stop, backoff) {
+					return
+				}
+				backoff = min(backoff*2, defaultMaxReadBackoff)
+				continue
+			}
+			backoff = defaultInitialReadBackoff
+			if n > 0 || !sub.cluster || len(sub.groups) <= 1 {
+				continue
+			}
+			// Several slot groups are polled without BLOCK; nothing came: wait a little.
+		}
+		t := time.NewTimer(cfg.BlockTime)
+		select {
+		case <-sub.stop:
+			t.Stop()
+			return
+		case <-sub.wake:
+		case typ := <-sub.newTypes:
+			sub.addNewTypes(ctx, []string{typ})
+		case <-t.C:
+			sub.flushAcks(ctx)
+		}
+		t.Stop()
+	}
+}
+
+func (sub *subscription) drainNewTypes(ctx context.Context) {
+	var types []string
+	for {
+		select {
+		case t := <-sub.newTypes:
+			types = append(types, t)
+		default:
+			sub.addNewTypes(ctx, types)
+			return
+		}
+	}
+}
+
+func (sub *subscription) addNewTypes(ctx context.Context, types []string) {
+	if m := sub.matching(types); len(m) > 0 {
+		if err := sub.addStreams(ctx, m, "0"); err != nil {
+			sub.s.logger.Error("Cannot add new streams; the resync will retry", err, watermill.LogFields{"topic": sub.topic})
+		}
+	}
+}
+
+func (sub *subscription) resync(ctx context.Context) {
+	types, err := sub.s.client.SMembers(ctx, sub.s.bus.RegistryKey()).Result()
+	if err != nil {
+		sub.s.logger.Error("Registry resync failed", err, watermill.LogFields{"topic": sub.topic})
+		return
+	}
+	sub.addNewTypes(ctx, types)
+}
+
+func (sub *subscription) recreateGroups(ctx context.Context) {
+	for _, k := range sub.streams {
+		err := sub.s.client.XGroupCreateMkStream(ctx, k, sub.s.cfg.ConsumerGroup, "0").Err()
+		if err != nil && !isBusyGroup(err) {
+			sub.s.logger.Error("Cannot recreate consumer group", err, watermill.LogFields{"stream": k})
+		}
+	}
+}
+
+// read runs one XREADGROUP per slot group and hands the entries over.
+func (sub *subscription) read(ctx context.Context) (int, error) {
+	cfg := sub.s.cfg
+	room := cfg.BatchSize - sub.inflightCount()
+	var results []redis.XStream
+	if len(sub.groups) == 1 {
+		res, err := sub.s.client.XReadGroup(ctx, sub.readArgs(sub.groups[0], room, cfg.BlockTime)).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, err
+		}
+		results = res
+	} else {
+		pipe := sub.s.client.Pipeline()
+		cmds := make([]*redis.XStreamSliceCmd, len(sub.groups))
+		for i, g := range sub.groups {
+			cmds[i] = pipe.XReadGroup(ctx, sub.readArgs(g, room, -1))
+		}
+		_, _ = pipe.Exec(ctx)
+		for _, c := range cmds {
+			res, err := c.Result()
+			if err != nil && !errors.Is(err, redis.Nil) {
+				return 0, err
+			}
+			results = append(results, res...)
+		}
+	}
+	n := 0
+	for _, st := range results {
+		for _, e := range st.Messages {
+			if !sub.push(delivery{stream: st.Stream, entry: e, count: 1}) {
+				return n, nil
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (sub *subscription) readArgs(streams []string, room int, block time.Duration) *redis.XReadGroupArgs {
+	// COUNT applies to each stream; split the room between them (at least 1).
+	count := max(1, room/len(streams))
+	args := make([]string, 0, 2*len(streams))
+	args = append(args, streams...)
+	for range streams {
+		args = append(args, ">")
+	}
+	return &redis.XReadGroupArgs{
+		Group:    sub.s.cfg.ConsumerGroup,
+		Consumer: sub.s.cfg.Consumer,
+		Streams:  args,
+		Count:    int64(count),
+		Block:    block,
+	}
+}
+
+// push records d as in flight and queues it for the dispatcher.
+func (sub *subscription) push(d delivery) bool {
+	sub.mu.Lock()
+	sub.inflight[entryRef{d.stream, d.entry.ID}] = struct{}{}
+	sub.mu.Unlock()
+	select {
+	case sub.entries <- d:
+		return true
+	case <-sub.stop:
+		return false
+	}
+}
+
+func (sub *subscription) inflightCount() int {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	return len(sub.inflight)
+}
+
+// done removes d from the in-flight set and, when ack is true, queues its ack.
+func (sub *subscription) done(d delivery, ack bool) {
+	low := sub.s.cfg.BatchSize / 2
+	sub.mu.Lock()
+	delete(sub.inflight, entryRef{d.stream, d.entry.ID})
+	if ack {
+		sub.acks[d.stream] = append(sub.acks[d.stream], d.entry.ID)
+	}
+	n := len(sub.inflight)
+	sub.mu.Unlock()
+	if n <= low {
+		select {
+		case sub.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// flushAcks sends the buffered acks, one XACK per stream, pipelined.
+func (sub *subscription) flushAcks(ctx context.Context) {
+	sub.mu.Lock()
+	if len(sub.acks) == 0 {
+		sub.mu.Unlock()
+		return
+	}
+	acks := sub.acks
+	sub.acks = make(map[string][]string, len(acks))
+	sub.mu.Unlock()
+	var err error
+	if len(acks) == 1 {
+		for stream, ids := range acks {
+			err = sub.s.client.XAck(ctx, stream, sub.s.cfg.ConsumerGroup, ids...).Err()
+		}
+	} else {
+		pipe := sub.s.client.Pipeline()
+		for stream, ids := range acks {
+			pipe.XAck(ctx, stream, sub.s.cfg.ConsumerGroup, ids...)
+		}
+		_, err = pipe.Exec(ctx)
+	}
+	if err != nil {
+		// The entries stay pending and will be delivered again (at least once).
+		sub.s.logger.Error("Ack failed; the entries stay pending and will be redelivered", err, watermill.LogFields{"topic": sub.topic})
+	}
+}
+
+// keepalive resets the idle time of every entry this subscription holds, so
+// no other consumer claims an entry that a slow handler is still working on.
+// XCLAIM ... JUSTID does not increment the delivery counter.
+func (sub *subscription) keepalive(ctx context.Context) {
+	sub.mu.Lock()
+	byStream := map[string][]string{}
+	for ref := range sub.inflight {
+		byStream[ref.stream] = append(byStream[ref.stream], ref.id)
+	}
+	sub.mu.Unlock()
+	if len(byStream) == 0 {
+		return
+	}
+	pipe := sub.s.client.Pipeline()
+	for stream, ids := range byStream {
+		pipe.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: sub.s.cfg.ConsumerGroup, Consumer: sub.s.cfg.Consumer, Messages: ids})
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		sub.s.logger.Error("Keepalive of in-flight entries failed", err, watermill.LogFields{"topic": sub.topic})
+	}
+}
+
+// claim takes over entries that other consumers of the group left pending
+// for longer than ClaimMinIdle (a crashed or stopped instance). With own set
+// (once, when the subscription starts) it takes back instead what this
+// consumer itself left pending: entries an earlier subscription read but
+// never finished.
+func (sub *subscription) claim(ctx context.Context, own bool) {
+	cfg := sub.s.cfg
+	minIdle := cfg.ClaimMinIdle
+	consumer := ""
+	if own {
+		minIdle, consumer = 0, cfg.Consumer
+	}
+	room := cfg.BatchSize - sub.inflightCount()
+	if room <= 0 || len(sub.streams) == 0 {
+		return
+	}
+	pipe := sub.s.client.Pipeline()
+	cmds := make([]*redis.XPendingExtCmd, len(sub.streams))
+	for i, k := range sub.streams {
+		cmds[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{
+			Stream: k, Group: cfg.ConsumerGroup, Idle: minIdle, Start: "-", End: "+", Count: int64(room), Consumer: consumer,
+		})
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, c := range cmds {
+		pending, err := c.Result()
+		if err != nil {
+			if !errors.Is(err, redis.Nil) {
+				sub.s.logger.Error("XPENDING failed", err, watermill.LogFields{"stream": sub.streams[i]})
+			}
+			continue
+		}
+		counts := map[string]int64{}
+		var ids []string
+		for _, p := range pending {
+			if !own && (p.Consumer == cfg.Consumer || (cfg.ShouldClaim != nil && !cfg.ShouldClaim(p))) {
+				continue
+			}
+			ids = append(ids, p.ID)
+			counts[p.ID] = p.RetryCount
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		msgs, err := sub.s.client.XClaim(ctx, &redis.XClaimArgs{
+			Stream: sub.streams[i], Group: cfg.ConsumerGroup, Consumer: cfg.Consumer, MinIdle: minIdle, Messages: ids,
+		}).Result()
+		if err != nil {
+			sub.s.logger.Error("XCLAIM failed", err, watermill.LogFields{"stream": sub.streams[i]})
+			continue
+		}
+		for _, m := range msgs {
+			sub.s.logger.Info("Claimed a pending entry", watermill.LogFields{"stream": sub.streams[i], "stream_id": m.ID, "own": own})
+			if !sub.push(delivery{stream: sub.streams[i], entry: m, count: counts[m.ID] + 1}) {
+				return
+			}
+		}
+	}
+}
+
+// dispatchLoop is the dispatcher goroutine: it decodes entries and delivers
+// them, at most Concurrency unacked at a time.
+func (sub *subscription) dispatchLoop() {
+	cfg := sub.s.cfg
+	sem := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer func() {
+		drained := make(chan struct{})
+		go func() { wg.Wait(); close(drained) }()
+		t := time.NewTimer(cfg.CloseTimeout)
+		select {
+		case <-drained:
+		case <-t.C:
+			close(sub.hardStop)
+			<-drained
+		}
+		t.Stop()
+		close(sub.out)
+		close(sub.dispatchDone)
+	}()
+	for {
+		var d delivery
+		select {
+		case <-sub.stop:
+			return
+		case d = <-sub.entries:
+		}
+		select {
+		case sem <- struct{}{}:
+		case <-sub.stop:
+			sub.done(d, false)
+			return
+		}
+		msg, cancel := sub.decode(d)
+		if !sub.send(msg) {
+			cancel()
+			sub.done(d, false)
+			<-sem
+			return
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			sub.await(d, msg, cancel)
+		}()
+	}
+}
+
+func (sub *subscription) send(msg *message.Message) bool {
+	select {
+	case sub.out <- msg:
+		return true
+	case <-sub.stop:
+		return false
+	}
+}
+
+// await waits for the handler's ack or nack of d. A nack delivers the entry
+// again after NackDelay, through XCLAIM so that Redis counts the delivery.
+func (sub *subscription) await(d delivery, msg *message.Message, cancel context.CancelFunc) {
+	stop := sub.stop
+	defer func() { cancel() }()
+	for {
+		select {
+		case <-msg.Acked():
+			sub.done(d, true)
+			return
+		case <-msg.Nacked():
+			if !sleepCtx(stop, sub.s.cfg.NackDelay) {
+				sub.done(d, false)
+				return
+			}
+			d.count = sub.redeliveryCount(d)
+			cancel()
+			msg, cancel = sub.decode(d)
+			if !sub.send(msg) {
+				sub.done(d, false)
+				return
+			}
+		case <-stop:
+			// Closing: keep waiting for the handler until the drain deadline.
+			stop = nil
+		case <-sub.hardStop:
+			sub.done(d, false)
+			return
+		}
+	}
+}
+
+// redeliveryCount bumps the entry's delivery counter in Redis and returns it.
+func (sub *subscription) redeliveryCount(d delivery) int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cfg := sub.s.cfg
+	if err := sub.s.client.XClaim(ctx, &redis.XClaimArgs{
+		Stream: d.stream, Group: cfg.ConsumerGroup, Consumer: cfg.Consumer, Messages: []string{d.entry.ID},
+	}).Err(); err != nil {
+		sub.s.logger.Error("Cannot count the redelivery in Redis", err, watermill.LogFields{"stream": d.stream, "stream_id": d.entry.ID})
+	}
+	return d.count + 1
+}
+
+// decode turns an entry into a message; it never fails (see Marshaller).
+// The message's context is cancelled once the message is acked or nacked.
+func (sub *subscription) decode(d delivery) (*message.Message, context.CancelFunc) {
+	msg, err := sub.s.cfg.Unmarshaller.Unmarshal(d.entry.Values)
+	if err != nil || msg == nil {
+		reason := "unmarshaller returned no message"
+		if err != nil {
+			reason = err.Error()
+		}
+		msg = malformed(d.entry.Values, reason)
+	}
+	topic := strings.TrimPrefix(d.stream, sub.s.bus.StreamPrefix)
+	if t := msg.Metadata.Get(AttrType); t != "" && t != topic {
+		if _, bad := IsMalformed(msg); !bad {
+			msg.Metadata.Set(MetaMalformed, "type attribute "+strconv.Quote(t)+" does not match the stream's type "+strconv.Quote(topic))
+		}
+	}
+	msg.Metadata.Set(MetaStreamID, d.entry.ID)
+	msg.Metadata.Set(MetaTopic, topic)
+	msg.Metadata.Set(MetaDelivery, strconv.FormatInt(d.count, 10))
+	ctx, cancel := context.WithCancel(sub.ctx)
+	msg.SetContext(ctx)
+	return msg, cancel
+}

@@ -1,0 +1,189 @@
+package bus
+
+import (
+	"encoding/json"
+	"fmt"
+	"mime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+)
+
+// Publisher writes events to their streams. It implements message.Publisher:
+// the topic is the event type. Publish is safe for concurrent use.
+//
+// Before writing, it enriches each message (id, type, source, specversion,
+// time, datacontenttype) and validates it (type name, size, JSON data, known
+// attributes); if any message of a call is invalid, nothing is written. A
+// call with several messages sends them in one pipeline (one round trip).
+// The first publish of a type by this process also records the type in the
+// registry that wildcard subscriptions follow, in the same round trip.
+type Publisher struct {
+	cfg    Config
+	client redis.UniversalClient
+	logger watermill.LoggerAdapter
+
+	known  sync.Map // event type -> struct{}: types already in the registry
+	closed atomic.Bool
+}
+
+var _ message.Publisher = (*Publisher)(nil)
+
+func newPublisher(cfg Config, client redis.UniversalClient, logger watermill.LoggerAdapter) *Publisher {
+	return &Publisher{cfg: cfg, client: client, logger: logger}
+}
+
+// Publish validates, enriches and writes msgs as events of type topic. It
+// takes its context from the first message (msg.Context()), as Watermill
+// publishers do. On success every message's metadata holds the attributes
+// that were written.
+func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if len(msgs) == 0 {
+		return nil
+	}
+	if err := ValidateType(topic); err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	fields := make([][]any, len(msgs))
+	addressed := false
+	for i, msg := range msgs {
+		f, err := p.prepare(topic, msg, now)
+		if err != nil {
+			return fmt.Errorf("event %d of %d (id %s) not published, nothing written: %w", i+1, len(msgs), msg.UUID, err)
+		}
+		fields[i] = f
+		addressed = addressed || IsAddressed(msg)
+	}
+	ctx := msgs[0].Context()
+	key := p.cfg.StreamKey(topic)
+	_, registered := p.known.Load(topic)
+	if len(msgs) == 1 && registered && !addressed {
+		if err := p.client.XAdd(ctx, p.xaddArgs(key, fields[0])).Err(); err != nil {
+			return fmt.Errorf("publish %s to %s: %w", msgs[0].UUID, key, err)
+		}
+		return nil
+	}
+	pipe := p.client.Pipeline()
+	for i, f := range fields {
+		pipe.XAdd(ctx, p.xaddArgs(key, f))
+		if IsAddressed(msgs[i]) {
+			// The copy for browser delivery: one stream, so that an SSE
+			// event id is one stream id and a reconnect resumes with XRANGE.
+			pipe.XAdd(ctx, p.xaddArgs(p.cfg.PushKey(), f))
+		}
+	}
+	if !registered {
+		// Record the type after its first entry exists; a wildcard subscriber
+		// that learns of it reads the stream from its first entry.
+		pipe.SAdd(ctx, p.cfg.RegistryKey(), topic)
+		pipe.Publish(ctx, p.cfg.RegistryKey(), topic)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("publish %d event(s) to %s: %w", len(msgs), key, err)
+	}
+	if !registered {
+		p.known.Store(topic, struct{}{})
+	}
+	return nil
+}
+
+func (p *Publisher) xaddArgs(key string, fields []any) *redis.XAddArgs {
+	a := &redis.XAddArgs{Stream: key, Values: fields, Approx: true}
+	switch {
+	case p.cfg.Retention.MaxAge > 0:
+		a.MinID = fmt.Sprintf("%d", time.Now().Add(-p.cfg.Retention.MaxAge).UnixMilli())
+	case p.cfg.Retention.MaxLen > 0:
+		a.MaxLen = p.cfg.Retention.MaxLen
+	}
+	return a
+}
+
+// prepare enriches msg in place and returns the stream fields to write.
+func (p *Publisher) prepare(topic string, msg *message.Message, now time.Time) ([]any, error) {
+	if msg.UUID == "" {
+		msg.UUID = watermill.NewUUID()
+	}
+	md := msg.Metadata
+	if md == nil {
+		md = make(message.Metadata)
+		msg.Metadata = md
+	}
+	if t := md.Get(AttrType); t != "" && t != topic {
+		return nil, fmt.Errorf("%w: type attribute %q does not match the topic %q it is published to", ErrInvalidAttribute, t, topic)
+	}
+	if id := md.Get(AttrID); id != "" && id != msg.UUID {
+		return nil, fmt.Errorf("%w: id attribute %q differs from the message UUID %q", ErrInvalidAttribute, id, msg.UUID)
+	}
+	if v := md.Get(AttrSpecVersion); v != "" && v != SpecVersion {
+		return nil, fmt.Errorf("%w: specversion %q is not supported, use %q", ErrInvalidAttribute, v, SpecVersion)
+	}
+	md[AttrID] = msg.UUID
+	md[AttrType] = topic
+	md[AttrSpecVersion] = SpecVersion
+	if md.Get(AttrSource) == "" {
+		md[AttrSource] = p.cfg.ServiceName
+	}
+	if t := md.Get(AttrTime); t == "" {
+		md[AttrTime] = now.Format(time.RFC3339Nano)
+	} else if _, err := time.Parse(time.RFC3339Nano, t); err != nil {
+		return nil, fmt.Errorf("%w: time %q is not RFC 3339", ErrInvalidAttribute, t)
+	}
+	if md.Get(AttrDataContentType) == "" {
+		md[AttrDataContentType] = p.cfg.DefaultContentType
+	}
+	if b := md.Get(AttrBroadcast); b != "" && b != "true" && b != "false" {
+		return nil, fmt.Errorf("%w: broadcast %q must be \"true\" or \"false\"", ErrInvalidAttribute, b)
+	}
+	if len(msg.Payload) > 0 && IsJSONContentType(md[AttrDataContentType]) && !json.Valid(msg.Payload) {
+		return nil, fmt.Errorf("%w: data is not valid JSON but datacontenttype is %q", ErrInvalidData, md[AttrDataContentType])
+	}
+	size := len(FieldData) + len(msg.Payload)
+	fields := make([]any, 0, 2*len(md)+2)
+	for k, v := range md {
+		if strings.HasPrefix(k, internalPrefix) {
+			continue
+		}
+		if k == FieldData || k == redisUUIDKey {
+			return nil, fmt.Errorf("%w: metadata key %q is reserved", ErrInvalidAttribute, k)
+		}
+		size += len(k) + len(v)
+		fields = append(fields, k, v)
+	}
+	if p.cfg.MaxEventSize > 0 && size > p.cfg.MaxEventSize {
+		return nil, fmt.Errorf("%w: %d bytes (data %d bytes) exceeds the limit of %d bytes", ErrEventTooLarge, size, len(msg.Payload), p.cfg.MaxEventSize)
+	}
+	return append(fields, FieldData, []byte(msg.Payload)), nil
+}
+
+// IsAddressed reports whether msg is addressed to browsers: to a room, a
+// user, or everyone (broadcast). Such events are also written to the push
+// stream (Config.PushKey) that the gateway serves.
+func IsAddressed(msg *message.Message) bool {
+	return msg.Metadata.Get(AttrRoom) != "" || msg.Metadata.Get(AttrUser) != "" || msg.Metadata.Get(AttrBroadcast) == "true"
+}
+
+// IsJSONContentType reports whether a datacontenttype denotes JSON
+// ("application/json", or any "+json" media type).
+func IsJSONContentType(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false
+	}
+	return mt == "application/json" || mt == "text/json" || strings.HasSuffix(mt, "+json")
+}
+
+// Close marks the publisher closed; later Publish calls return ErrClosed. It
+// never closes the Redis client. Safe to call more than once.
+func (p *Publisher) Close() error {
+	p.closed.Store(true)
+	return nil
+}

@@ -1,0 +1,427 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const (
+	// MinHMACSecretLen is the shortest [AuthConfig.HMACSecret] accepted, in
+	// bytes: RFC 7518 §3.2 requires an HS256 key at least as long as the hash.
+	MinHMACSecretLen = 32
+
+	// MinRSAKeyBits is the smallest [AuthConfig.RSAPublicKey] modulus
+	// accepted, in bits.
+	MinRSAKeyBits = 2048
+
+	// MinAPIKeyLen is the shortest ingress API key accepted, in bytes.
+	MinAPIKeyLen = 16
+
+	// AccessTokenParam is the query parameter [Authenticator.Authenticate]
+	// reads the token from when there is no Authorization header. Browsers'
+	// EventSource cannot set headers, so SSE connections use it.
+	AccessTokenParam = "access_token"
+
+	// PublishScope is the OAuth scope that grants publishing on ingress; see
+	// [IngressAuth].
+	PublishScope = "publish"
+
+	// maxTokenLen bounds the work spent on one presented token.
+	maxTokenLen = 16 << 10
+)
+
+// AuthConfig configures an [Authenticator]. At least one of HMACSecret and
+// RSAPublicKey must be set; the algorithms accepted follow from which are.
+type AuthConfig struct {
+	// HMACSecret, if set, makes HS256 tokens acceptable, verified with this
+	// secret. At least MinHMACSecretLen bytes. It is copied by
+	// NewAuthenticator.
+	HMACSecret []byte
+
+	// RSAPublicKey, if set, makes RS256 tokens acceptable, verified with this
+	// key. At least MinRSAKeyBits bits.
+	RSAPublicKey *rsa.PublicKey
+
+	// Issuer, if set, must equal the token's iss claim. Empty means iss is
+	// not checked.
+	Issuer string
+
+	// Audience, if set, must be one of the token's aud values. Empty means
+	// aud is not checked.
+	Audience string
+
+	// Leeway is the clock skew tolerated on exp, nbf and iat. Default 0;
+	// negative values are invalid.
+	Leeway time.Duration
+}
+
+// Validate reports every problem with the config at once, joined with
+// [errors.Join]. It does not change the config.
+func (c AuthConfig) Validate() error {
+	var errs []error
+	if len(c.HMACSecret) == 0 && c.RSAPublicKey == nil {
+		errs = append(errs, errors.New("gateway: AuthConfig: no verification key: set HMACSecret (for HS256) or RSAPublicKey (for RS256), or both"))
+	}
+	if n := len(c.HMACSecret); n > 0 && n < MinHMACSecretLen {
+		errs = append(errs, fmt.Errorf("gateway: AuthConfig: HMACSecret is %d bytes: HS256 needs at least %d", n, MinHMACSecretLen))
+	}
+	if k := c.RSAPublicKey; k != nil {
+		switch {
+		case k.N == nil:
+			errs = append(errs, errors.New("gateway: AuthConfig: RSAPublicKey has no modulus"))
+		case k.N.BitLen() < MinRSAKeyBits:
+			errs = append(errs, fmt.Errorf("gateway: AuthConfig: RSAPublicKey is %d bits: RS256 needs at least %d", k.N.BitLen(), MinRSAKeyBits))
+		}
+	}
+	if c.Leeway < 0 {
+		errs = append(errs, fmt.Errorf("gateway: AuthConfig: Leeway is %s: must be 0 or more", c.Leeway))
+	}
+	return errors.Join(errs...)
+}
+
+// Principal is the authenticated identity behind a connection.
+type Principal struct {
+	// User is the token's sub claim, never empty for a JWT principal. For an
+	// ingress API key it is "apikey#<index in IngressConfig.APIKeys>".
+	User string
+	// Rooms are the rooms the principal may join, from the rooms claim.
+	Rooms []string
+}
+
+// MayJoin reports whether room is one of p.Rooms. The empty room is never
+// joinable.
+func (p Principal) MayJoin(room string) bool {
+	return room != "" && slices.Contains(p.Rooms, room)
+}
+
+// Authenticator verifies the JWTs of browser and service requests.
+//
+// A token must carry a non-empty sub and an exp claim; rooms, if present,
+// must be an array of strings. Only HS256 (when AuthConfig.HMACSecret is set)
+// and RS256 (when AuthConfig.RSAPublicKey is set) are accepted; "none" and any
+// other algorithm are rejected, and each algorithm is verified only with its
+// own key, so an HS256 token signed with the RSA public key (algorithm
+// confusion) fails.
+//
+// An Authenticator is safe for concurrent use.
+type Authenticator struct {
+	hmacSecret []byte
+	rsaKey     *rsa.PublicKey
+	methods    string // for error messages, e.g. "HS256, RS256"
+	issuer     string
+	audience   string
+	parser     *jwt.Parser
+}
+
+// NewAuthenticator validates cfg and returns an Authenticator for it.
+func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &Authenticator{issuer: cfg.Issuer, audience: cfg.Audience}
+	var methods []string
+	if len(cfg.HMACSecret) > 0 {
+		a.hmacSecret = bytes.Clone(cfg.HMACSecret)
+		methods = append(methods, jwt.SigningMethodHS256.Alg())
+	}
+	if cfg.RSAPublicKey != nil {
+		a.rsaKey = cfg.RSAPublicKey
+		methods = append(methods, jwt.SigningMethodRS256.Alg())
+	}
+	a.methods = strings.Join(methods, ", ")
+	opts := []jwt.ParserOption{
+		jwt.WithValidMethods(methods),
+		jwt.WithExpirationRequired(),
+		jwt.WithLeeway(cfg.Leeway),
+	}
+	if cfg.Issuer != "" {
+		opts = append(opts, jwt.WithIssuer(cfg.Issuer))
+	}
+	if cfg.Audience != "" {
+		opts = append(opts, jwt.WithAudience(cfg.Audience))
+	}
+	a.parser = jwt.NewParser(opts...)
+	return a, nil
+}
+
+// Authenticate returns the principal of the request's token, read from
+// "Authorization: Bearer <token>" or, when that header is absent, from the
+// access_token query parameter (see [AccessTokenParam]). A header that is
+// present wins over the query parameter.
+//
+// It returns an error wrapping [ErrNoCredentials] when there is no token and
+// [ErrBadCredentials] when the token is not acceptable; both mean 401. The
+// error text never contains the token.
+//
+// The query parameter form puts the token in the URL: keep access logs from
+// recording query strings of SSE endpoints, and keep token lifetimes short.
+func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
+	tok, err := bearerToken(r, true)
+	if err != nil {
+		return Principal{}, err
+	}
+	c, err := a.verify(tok)
+	if err != nil {
+		return Principal{}, err
+	}
+	return c.principal(), nil
+}
+
+// tokenClaims are the claims this package reads. Publish and Scope are
+// decoded loosely so that an unexpected shape in a claim only ingress cares
+// about does not reject a browser token.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	Rooms   []string `json:"rooms,omitempty"`
+	Publish any      `json:"publish,omitempty"`
+	Scope   any      `json:"scope,omitempty"`
+}
+
+func (c *tokenClaims) principal() Principal {
+	return Principal{User: c.Subject, Rooms: slices.Clone(c.Rooms)}
+}
+
+// mayPublish reports whether the claims hold "publish": true, or a scope
+// (space-separated string, or array of strings) containing PublishScope.
+func (c *tokenClaims) mayPublish() bool {
+	if b, ok := c.Publish.(bool); ok && b {
+		return true
+	}
+	switch s := c.Scope.(type) {
+	case string:
+		return slices.Contains(strings.Fields(s), PublishScope)
+	case []any:
+		for _, v := range s {
+			if v == PublishScope {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (a *Authenticator) verify(tok string) (*tokenClaims, error) {
+	c := &tokenClaims{}
+	if _, err := a.parser.ParseWithClaims(tok, c, a.key); err != nil {
+		return nil, fmt.Errorf("%w: %s", ErrBadCredentials, a.reason(err, c))
+	}
+	if c.Subject == "" {
+		return nil, fmt.Errorf("%w: token has no sub claim: a non-empty subject is required", ErrBadCredentials)
+	}
+	return c, nil
+}
+
+// key returns the verification key for the token's algorithm: the HMAC
+// secret for HS256, the RSA key for RS256, and nothing for any other, so one
+// kind of key is never used to verify the other kind of signature.
+func (a *Authenticator) key(t *jwt.Token) (any, error) {
+	switch t.Method.Alg() {
+	case jwt.SigningMethodHS256.Alg():
+		if a.hmacSecret != nil {
+			return a.hmacSecret, nil
+		}
+	case jwt.SigningMethodRS256.Alg():
+		if a.rsaKey != nil {
+			return a.rsaKey, nil
+		}
+	}
+	return nil, errors.New("no key for this algorithm")
+}
+
+// reason turns a jwt error into a fixed message. The jwt library's own
+// messages are not passed through, so that nothing derived from the token's
+// bytes reaches an error string or a log. c holds whatever claims were
+// decoded before the failure.
+func (a *Authenticator) reason(err error, c *tokenClaims) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "token is malformed: want a JWS compact serialization (header.payload.signature) with a JSON payload"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
+		return "token signature is invalid or its algorithm is not accepted (accepted: " + a.methods + ")"
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "token is expired"
+	case errors.Is(err, jwt.ErrTokenNotValidYet):
+		return "token is not valid yet (nbf)"
+	case errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "token is used before it was issued (iat)"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		var missing []string
+		if c.ExpiresAt == nil {
+			missing = append(missing, "exp")
+		}
+		if a.issuer != "" && c.Issuer == "" {
+			missing = append(missing, "iss")
+		}
+		if a.audience != "" && len(c.Audience) == 0 {
+			missing = append(missing, "aud")
+		}
+		if len(missing) == 0 {
+			return "token lacks a required claim"
+		}
+		return "token lacks required claims: " + strings.Join(missing, ", ")
+	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
+		return "token has the wrong issuer (iss)"
+	case errors.Is(err, jwt.ErrTokenInvalidAudience):
+		return "token has the wrong audience (aud)"
+	default:
+		return "token is invalid"
+	}
+}
+
+// bearerToken extracts the token from "Authorization: Bearer <t>" or, if
+// allowQuery and there is no Authorization header, from access_token.
+func bearerToken(r *http.Request, allowQuery bool) (string, error) {
+	var tok string
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, rest, _ := strings.Cut(strings.TrimSpace(h), " ")
+		if !strings.EqualFold(scheme, "Bearer") {
+			return "", fmt.Errorf("%w: Authorization header must be \"Bearer <token>\"", ErrBadCredentials)
+		}
+		tok = strings.TrimSpace(rest)
+		if tok == "" {
+			return "", fmt.Errorf("%w: Authorization header has an empty bearer token", ErrBadCredentials)
+		}
+	} else {
+		vals, present := r.URL.Query()[AccessTokenParam]
+		switch {
+		case !present && allowQuery:
+			return "", fmt.Errorf("%w: send \"Authorization: Bearer <token>\" or the %s query parameter", ErrNoCredentials, AccessTokenParam)
+		case !present:
+			return "", fmt.Errorf("%w: send \"Authorization: Bearer <token>\"", ErrNoCredentials)
+		case !allowQuery:
+			return "", fmt.Errorf("%w: this endpoint reads the token from the Authorization header only, not from %s", ErrNoCredentials, AccessTokenParam)
+		case len(vals) != 1:
+			return "", fmt.Errorf("%w: %s is given %d times: give it once", ErrBadCredentials, AccessTokenParam, len(vals))
+		}
+		tok = vals[0]
+		if tok == "" {
+			return "", fmt.Errorf("%w: %s is empty", ErrBadCredentials, AccessTokenParam)
+		}
+	}
+	if len(tok) > maxTokenLen {
+		return "", fmt.Errorf("%w: token is %d bytes: at most %d are accepted", ErrBadCredentials, len(tok), maxTokenLen)
+	}
+	return tok, nil
+}
+
+// IngressConfig configures an [IngressAuth]. At least one of APIKeys and JWT
+// must be set.
+type IngressConfig struct {
+	// APIKeys are static keys a service presents as
+	// "Authorization: Bearer <key>". Each must be at least MinAPIKeyLen bytes
+	// and contain no whitespace. An API key grants publishing. Keys are
+	// compared in constant time. Empty means no API keys are accepted.
+	APIKeys []string
+
+	// JWT, if set, verifies bearer tokens that are not API keys. A valid JWT
+	// grants publishing only if its claims hold "publish": true or a scope
+	// claim containing PublishScope; otherwise the request is forbidden.
+	// Nil means JWTs are not accepted on ingress.
+	JWT *Authenticator
+}
+
+// Validate reports every problem with the config at once, joined with
+// [errors.Join]. It does not change the config. Messages name keys by index,
+// never by value.
+func (c IngressConfig) Validate() error {
+	var errs []error
+	if len(c.APIKeys) == 0 && c.JWT == nil {
+		errs = append(errs, errors.New("gateway: IngressConfig: no credential accepted: set APIKeys, JWT, or both"))
+	}
+	seen := make(map[string]int, len(c.APIKeys))
+	for i, k := range c.APIKeys {
+		if len(k) < MinAPIKeyLen {
+			errs = append(errs, fmt.Errorf("gateway: IngressConfig: APIKeys[%d] is %d bytes: at least %d are required", i, len(k), MinAPIKeyLen))
+		}
+		if strings.ContainsFunc(k, isSpaceOrControl) {
+			errs = append(errs, fmt.Errorf("gateway: IngressConfig: APIKeys[%d] contains whitespace or control characters: it could not be sent in a header", i))
+		}
+		if j, dup := seen[k]; dup {
+			errs = append(errs, fmt.Errorf("gateway: IngressConfig: APIKeys[%d] repeats APIKeys[%d]", i, j))
+		} else {
+			seen[k] = i
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// IngressAuth checks the credentials of service-to-service POSTs to the
+// ingress endpoint. The token is read from "Authorization: Bearer <t>" only
+// (never from the query string, which ends up in logs). It is accepted if:
+//
+//   - it equals one of IngressConfig.APIKeys (constant-time comparison);
+//     the principal is then "apikey#<index>" with no rooms; or
+//   - it is a JWT accepted by IngressConfig.JWT whose claims grant
+//     publishing ("publish": true, or PublishScope in scope); a valid JWT
+//     without that grant gives an error wrapping [ErrForbidden] (403).
+//
+// Anything else gives [ErrNoCredentials] or [ErrBadCredentials] (401).
+//
+// An IngressAuth is safe for concurrent use.
+type IngressAuth struct {
+	keys [][sha256.Size]byte
+	jwt  *Authenticator
+}
+
+// NewIngressAuth validates cfg and returns an IngressAuth for it.
+func NewIngressAuth(cfg IngressConfig) (*IngressAuth, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ia := &IngressAuth{jwt: cfg.JWT}
+	for _, k := range cfg.APIKeys {
+		ia.keys = append(ia.keys, sha256.Sum256([]byte(k)))
+	}
+	return ia, nil
+}
+
+// Authenticate checks the request's credentials and returns its principal,
+// or an error wrapping [ErrNoCredentials], [ErrBadCredentials] or
+// [ErrForbidden]; see [IngressAuth] and [HTTPStatus].
+func (ia *IngressAuth) Authenticate(r *http.Request) (Principal, error) {
+	tok, err := bearerToken(r, false)
+	if err != nil {
+		return Principal{}, err
+	}
+	if i := ia.matchKey(tok); i >= 0 {
+		return Principal{User: "apikey#" + strconv.Itoa(i)}, nil
+	}
+	if ia.jwt == nil {
+		return Principal{}, fmt.Errorf("%w: unknown API key", ErrBadCredentials)
+	}
+	c, err := ia.jwt.verify(tok)
+	if err != nil {
+		return Principal{}, err
+	}
+	if !c.mayPublish() {
+		return Principal{}, fmt.Errorf("%w: token does not grant publishing: it needs \"publish\": true or the %q scope", ErrForbidden, PublishScope)
+	}
+	return c.principal(), nil
+}
+
+// matchKey returns the index of the API key equal to tok, or -1. Comparing
+// fixed-size digests, all of them every time, keeps the time independent of
+// the key contents and lengths.
+func (ia *IngressAuth) matchKey(tok string) int {
+	sum := sha256.Sum256([]byte(tok))
+	found := -1
+	for i := range ia.keys {
+		if subtle.ConstantTimeCompare(sum[:], ia.keys[i][:]) == 1 {
+			found = i
+		}
+	}
+	return found
+}
