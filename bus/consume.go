@@ -513,6 +513,12 @@ func (sub *subscription) dispatchLoop() {
 			sub.done(d, false)
 			return
 		}
+		if g, ok := d.entry.Values[AttrRedriveGroup].(string); ok && g != cfg.ConsumerGroup {
+			// A redrive meant for another handler's group: not ours to redo.
+			sub.done(d, true)
+			<-sem
+			continue
+		}
 		msg, cancel := sub.decode(d)
 		if !sub.send(msg) {
 			cancel()
@@ -603,6 +609,7 @@ func (sub *subscription) decode(d delivery) (*message.Message, context.CancelFun
 	msg.Metadata.Set(MetaStreamID, d.entry.ID)
 	msg.Metadata.Set(MetaTopic, topic)
 	msg.Metadata.Set(MetaDelivery, strconv.FormatInt(d.count, 10))
+	msg.Metadata.Set(MetaGroup, sub.s.cfg.ConsumerGroup)
 	ctx, cancel := context.WithCancel(sub.ctx)
 	msg.SetContext(ctx)
 	return msg, cancel

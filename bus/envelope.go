@@ -53,6 +53,8 @@ const (
 	// MetaMalformed is set, with the reason, on a message decoded from an
 	// entry that is not a valid event.
 	MetaMalformed = "_eventbus_malformed"
+	// MetaGroup is the consumer group the message was delivered to.
+	MetaGroup = "_eventbus_group"
 
 	internalPrefix = "_eventbus_"
 )
