@@ -1,0 +1,38 @@
+// Package bus is the core of eventbus: typed domain events published to and
+// consumed from Redis Streams, as Watermill Publisher and Subscriber.
+//
+// One event is one stream entry whose fields are CloudEvents 1.0 attributes
+// (id, type, source, specversion, time, datacontenttype, subject,
+// traceparent, correlationid, room, user, broadcast, ...) plus "data"; see
+// docs/wire-format.md. The stream of event type T is Config.StreamPrefix + T.
+//
+// # Publishing
+//
+// Publisher validates (type name, size, JSON data) and enriches (id, source,
+// time, specversion) every event before writing it; a call with several
+// events is one pipeline and writes nothing if any event is invalid.
+//
+// # Subscribing
+//
+// A Subscriber is one consumer group. Subscribe takes an event type or a
+// NATS-style pattern ("photo.*" one token, "photo.>" one or more). Delivery
+// is at least once: an entry is acked only after the handler acks it; one
+// that a crashed consumer left pending is claimed by another after
+// ClaimMinIdle. A nacked message is delivered again and Redis counts the
+// delivery (MetaDelivery). An entry that is not a valid event is delivered as
+// a message for which IsMalformed is true; it never stops consumption.
+//
+// # Concurrency
+//
+// Bus, Publisher, Subscriber and DeadLetterQueue are safe for use from many
+// goroutines. Each Subscribe call has one reader goroutine (all of its Redis
+// I/O) and one dispatcher goroutine; a subscription's messages are delivered
+// one at a time, in stream order, unless SubscriberConfig.Concurrency is
+// above 1. Close may be called at any time and more than once; the bus never
+// closes a Redis client it was given.
+//
+// # Logging
+//
+// Every constructor takes a watermill.LoggerAdapter; nil logs nothing. To log
+// through log/slog: watermill.NewSlogLogger(slog.Default()).
+package bus
