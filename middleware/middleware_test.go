@@ -1,0 +1,143 @@
+package middleware_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/middleware"
+)
+
+func event(typ string, data string) *message.Message {
+	m := message.NewMessage("id-1", []byte(data))
+	for k, v := range map[string]string{bus.AttrID: "id-1", bus.AttrType: typ, bus.AttrSource: "t", bus.AttrSpecVersion: "1.0"} {
+		m.Metadata.Set(k, v)
+	}
+	m.SetContext(context.Background())
+	return m
+}
+
+func TestTimeoutFailsAtTheDeadlineEvenIfTheHandlerIgnoresCtx(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	h := middleware.Timeout(50 * time.Millisecond)(func(msg *message.Message) ([]*message.Message, error) {
+		<-release
+		return nil, nil
+	})
+	start := time.Now()
+	_, err := h(event("a.b", "{}"))
+	require.ErrorIs(t, err, middleware.ErrTimeout)
+	assert.Less(t, time.Since(start), 5*time.Second, "returned at the deadline, not when the handler did")
+}
+
+func TestTimeoutCancelsTheHandlerContext(t *testing.T) {
+	h := middleware.Timeout(20 * time.Millisecond)(func(msg *message.Message) ([]*message.Message, error) {
+		<-msg.Context().Done()
+		return nil, msg.Context().Err()
+	})
+	_, err := h(event("a.b", "{}"))
+	require.Error(t, err)
+}
+
+func TestRetryCountsAttemptsAndSkipsPermanentErrors(t *testing.T) {
+	var calls atomic.Int64
+	var retries []int
+	r := middleware.Retry{MaxAttempts: 4, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond,
+		OnRetry: func(_ *message.Message, attempt int, _ error) { retries = append(retries, attempt) }}
+	msg := event("a.b", "{}")
+	_, err := r.Middleware(func(msg *message.Message) ([]*message.Message, error) {
+		calls.Add(1)
+		return nil, errors.New("transient")
+	})(msg)
+	require.Error(t, err)
+	assert.EqualValues(t, 4, calls.Load())
+	assert.Equal(t, 4, middleware.Attempts(msg))
+	assert.Equal(t, []int{1, 2, 3}, retries)
+
+	calls.Store(0)
+	msg = event("a.b", "{}")
+	_, err = r.Middleware(func(msg *message.Message) ([]*message.Message, error) {
+		calls.Add(1)
+		return nil, middleware.Permanent(errors.New("bad input"))
+	})(msg)
+	require.Error(t, err)
+	assert.True(t, middleware.IsPermanent(err))
+	assert.EqualValues(t, 1, calls.Load(), "a permanent error is not retried")
+}
+
+func TestValidator(t *testing.T) {
+	v, err := middleware.NewValidator(map[string][]byte{
+		"photo.uploaded": []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string"}}}`),
+	})
+	require.NoError(t, err)
+	assert.NoError(t, v.Validate(event("photo.uploaded", `{"photoId":"p"}`)))
+	assert.NoError(t, v.Validate(event("photo.other", `{"anything":1}`)), "no schema, no data check")
+
+	err = v.Validate(event("photo.uploaded", `{"size":1}`))
+	require.ErrorIs(t, err, middleware.ErrInvalidEvent)
+	assert.Contains(t, err.Error(), "photoId")
+
+	m := event("photo.uploaded", `{"photoId":"p"}`)
+	delete(m.Metadata, bus.AttrSource)
+	assert.ErrorContains(t, v.Validate(m), `attribute "source" is missing`)
+
+	bad := message.NewMessage("x", nil)
+	bad.Metadata.Set(bus.MetaMalformed, "missing required attribute(s) id")
+	assert.ErrorContains(t, v.Validate(bad), "malformed")
+
+	var called bool
+	_, err = v.Middleware(func(*message.Message) ([]*message.Message, error) { called = true; return nil, nil })(event("photo.uploaded", `{}`))
+	assert.True(t, middleware.IsPermanent(err))
+	assert.False(t, called)
+
+	_, err = middleware.NewValidator(map[string][]byte{"photo.x": []byte(`{"type": 12}`)})
+	assert.Error(t, err, "a schema that does not compile is refused")
+}
+
+func TestMaxDeliveries(t *testing.T) {
+	h := middleware.MaxDeliveries(3)(func(*message.Message) ([]*message.Message, error) { return nil, nil })
+	m := event("a.b", "{}")
+	m.Metadata.Set(bus.MetaDelivery, "3")
+	_, err := h(m)
+	assert.NoError(t, err)
+	m.Metadata.Set(bus.MetaDelivery, "4")
+	_, err = h(m)
+	assert.ErrorIs(t, err, middleware.ErrTooManyDeliveries)
+	assert.True(t, middleware.IsPermanent(err))
+}
+
+func TestStatsCountsOutcomesAndQuantiles(t *testing.T) {
+	st := middleware.NewStats()
+	ok := st.Middleware("h")(st.AttemptMiddleware("h")(func(m *message.Message) ([]*message.Message, error) {
+		if strings.Contains(string(m.Payload), "fail") {
+			return nil, errors.New("x")
+		}
+		if strings.Contains(string(m.Payload), "skip") {
+			return nil, middleware.ErrFiltered
+		}
+		time.Sleep(2 * time.Millisecond)
+		return nil, nil
+	}))
+	for _, p := range []string{"a", "b", "fail", "skip"} {
+		_, _ = ok(event("a.b", p))
+	}
+	s := st.Snapshot()["h"]
+	assert.EqualValues(t, 4, s.Received)
+	assert.EqualValues(t, 3, s.Acked)
+	assert.EqualValues(t, 1, s.Nacked)
+	assert.EqualValues(t, 1, s.Failed)
+	assert.EqualValues(t, 1, s.Filtered)
+	assert.Zero(t, s.InFlight)
+	assert.EqualValues(t, 4, s.Processing.Count)
+	assert.GreaterOrEqual(t, s.Processing.P99, 2*time.Millisecond)
+	assert.LessOrEqual(t, s.Processing.P50, s.Processing.P99)
+	assert.LessOrEqual(t, s.Processing.P99, s.Processing.Max)
+}
