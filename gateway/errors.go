@@ -37,6 +37,17 @@ var (
 	// http.ResponseWriter (or anything it unwraps to) cannot flush, so events
 	// would sit in a buffer instead of reaching the browser.
 	ErrFlushNotSupported = errors.New("gateway: response writer does not support flushing")
+
+	// ErrGatewayClosed is returned by [Gateway.Run] after [Gateway.Close],
+	// and is the reason every open stream's [Client] is closed with when the
+	// gateway stops.
+	ErrGatewayClosed = errors.New("gateway: closed")
+
+	// ErrPushStreamGap is the reason open streams are closed with when the
+	// push-stream reader finds that entries it had not read yet were trimmed
+	// (after a Redis outage, say): browsers reconnect, and their resume
+	// reports the gap with an "event: gap" message.
+	ErrPushStreamGap = errors.New("gateway: push stream trimmed past the reader's position")
 )
 
 // ErrorBody is the JSON body of every error response written by this

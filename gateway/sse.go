@@ -96,6 +96,21 @@ func (s *SSEWriter) WriteEvent(id, event string, data []byte) error {
 	return s.flush()
 }
 
+// WriteID writes an id field alone ("id: <id>" and a blank line) and
+// flushes it. Browsers set their last event ID from it without dispatching
+// any event (the data buffer is empty), so a stream can move a browser's
+// Last-Event-ID past entries it was not sent. id must be non-empty and must
+// not contain CR, LF or NUL.
+func (s *SSEWriter) WriteID(id string) error {
+	if id == "" || strings.ContainsAny(id, "\r\n\x00") {
+		return fmt.Errorf("gateway: sse: invalid event id %q: must be non-empty without CR, LF or NUL", id)
+	}
+	s.buf.Reset()
+	s.field("id", id)
+	s.buf.WriteByte('\n')
+	return s.flush()
+}
+
 // WriteComment writes a comment and flushes it: ": <text>" followed by a
 // blank line, one ":" line per line of text. Browsers ignore comments;
 // they keep idle connections (and proxies) from timing out. The usual

@@ -1,0 +1,452 @@
+package gateway
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/shared-infra/eventbus/bus"
+)
+
+const (
+	// hubReadCount is the COUNT of one XREAD of the push stream.
+	hubReadCount = 256
+	// Backoff of the push-stream reader after a Redis error.
+	hubMinBackoff = 50 * time.Millisecond
+	hubMaxBackoff = 5 * time.Second
+)
+
+// hub is the one reader of the push stream per gateway process. It follows
+// the stream with XREAD BLOCK (no consumer group: every gateway process sees
+// every entry and nothing is acked) and offers each event to every
+// registered Client that wants it. Client.Send never blocks, so a slow
+// browser never slows the hub or the other browsers.
+type hub struct {
+	client redis.UniversalClient
+	key    string
+	block  time.Duration
+	logger watermill.LoggerAdapter
+
+	pos atomic.Pointer[streamID] // every event up to pos has been dispatched
+
+	mu      sync.RWMutex
+	clients map[*Client]struct{} // guarded by mu
+	started bool                 // guarded by mu
+	closed  bool                 // guarded by mu: no more clients are added
+
+	running   chan struct{} // closed once run knows its starting position
+	done      chan struct{} // closed when run returns
+	closing   chan struct{} // closed by close
+	closeOnce sync.Once
+}
+
+func newHub(client redis.UniversalClient, key string, block time.Duration, logger watermill.LoggerAdapter) *hub {
+	return &hub{
+		client:  client,
+		key:     key,
+		block:   block,
+		logger:  logger,
+		clients: make(map[*Client]struct{}),
+		running: make(chan struct{}),
+		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+	}
+}
+
+func (h *hub) run(ctx context.Context) error {
+	h.mu.Lock()
+	switch {
+	case h.closed:
+		h.mu.Unlock()
+		return ErrGatewayClosed
+	case h.started:
+		h.mu.Unlock()
+		return errors.New("gateway: Run called while the gateway is already running")
+	}
+	h.started = true
+	h.mu.Unlock()
+	defer close(h.done)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-h.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+
+	err := h.loop(ctx)
+	reason := ErrGatewayClosed
+	select {
+	case <-h.closing:
+	default:
+		err = nil // stopped by the caller's ctx
+	}
+	h.mu.Lock()
+	h.closed = true
+	for c := range h.clients {
+		c.Close(reason)
+	}
+	h.mu.Unlock()
+	return err
+}
+
+func (h *hub) loop(ctx context.Context) error {
+	fields := watermill.LogFields{"stream": h.key}
+	backoff := time.Duration(0)
+	wait := func() bool {
+		backoff = min(max(2*backoff, hubMinBackoff), hubMaxBackoff)
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			return true
+		case <-ctx.Done():
+			return false
+		}
+	}
+
+	// Start after the last entry that exists now.
+	for {
+		info, err := streamInfoOf(ctx, h.client, h.key)
+		if err == nil {
+			h.pos.Store(&info.lastGenerated)
+			break
+		}
+		if ctx.Err() != nil {
+			return ErrGatewayClosed
+		}
+		h.logger.Error("Cannot read the push stream's position; retrying", err, fields)
+		if !wait() {
+			return ErrGatewayClosed
+		}
+	}
+	backoff = 0
+	close(h.running)
+
+	checkGap := false
+	for {
+		pos := *h.pos.Load()
+		if checkGap {
+			// After an outage, entries this reader never saw may have been
+			// trimmed: streams that relied on it must resume (and report
+			// the gap) rather than silently miss them.
+			info, err := streamInfoOf(ctx, h.client, h.key)
+			if err == nil {
+				checkGap = false
+				if info.lostAfter(pos) {
+					h.logger.Info("Push stream trimmed past the reader's position; closing the open streams so that they resume", fields.Add(watermill.LogFields{"position": pos.String()}))
+					h.closeAll(ErrPushStreamGap)
+				}
+			} else if ctx.Err() == nil {
+				h.logger.Error("Cannot read the push stream's position; retrying", err, fields)
+				if !wait() {
+					return ErrGatewayClosed
+				}
+				continue
+			}
+		}
+		res, err := h.client.XRead(ctx, &redis.XReadArgs{
+			Streams: []string{h.key, pos.String()},
+			Count:   hubReadCount,
+			Block:   h.block,
+		}).Result()
+		if ctx.Err() != nil {
+			return ErrGatewayClosed
+		}
+		if errors.Is(err, redis.Nil) {
+			backoff = 0
+			continue
+		}
+		if err != nil {
+			h.logger.Error("Cannot read the push stream; retrying", err, fields)
+			checkGap = true
+			if !wait() {
+				return ErrGatewayClosed
+			}
+			continue
+		}
+		backoff = 0
+		for _, s := range res {
+			for _, x := range s.Messages {
+				sid, err := parseStreamID(x.ID)
+				if err != nil { // Redis only makes valid ids
+					h.logger.Error("Push stream entry with an invalid id", err, fields)
+					continue
+				}
+				if ev, err := decodePushEntry(x); err != nil {
+					h.logger.Info("Skipping a push stream entry that is not a valid event", fields.Add(watermill.LogFields{"entry": x.ID, "reason": err.Error()}))
+				} else {
+					h.dispatch(ev)
+				}
+				h.pos.Store(&sid)
+			}
+		}
+	}
+}
+
+// dispatch offers ev to every client that wants it.
+func (h *hub) dispatch(ev pushEvent) {
+	out := OutEvent{ID: ev.id, Type: ev.typ, Data: ev.data}
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.clients {
+		if c.Wants(ev.room, ev.user, ev.broadcast) {
+			c.Send(out) // never blocks; closes c if its buffer is full
+		}
+	}
+}
+
+// isRunning reports whether run follows the stream now.
+func (h *hub) isRunning() bool {
+	select {
+	case <-h.running:
+	default:
+		return false
+	}
+	select {
+	case <-h.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// add registers c; it returns false once the hub is closed.
+func (h *hub) add(c *Client) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.clients[c] = struct{}{}
+	return true
+}
+
+func (h *hub) remove(c *Client) {
+	h.mu.Lock()
+	delete(h.clients, c)
+	h.mu.Unlock()
+}
+
+func (h *hub) closeAll(reason error) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.clients {
+		c.Close(reason)
+	}
+}
+
+func (h *hub) clientCount() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.clients)
+}
+
+// position returns the id up to which every entry has been dispatched.
+func (h *hub) position() streamID {
+	if p := h.pos.Load(); p != nil {
+		return *p
+	}
+	return streamID{}
+}
+
+func (h *hub) close(timeout time.Duration) error {
+	h.closeOnce.Do(func() { close(h.closing) })
+	h.mu.Lock()
+	started := h.started
+	if !started {
+		h.closed = true
+	}
+	h.mu.Unlock()
+	if !started {
+		return nil
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-h.done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("gateway: close: the push-stream reader did not stop within %s", timeout)
+	}
+}
+
+// streamID is a Redis Stream entry id, <ms>-<seq>.
+type streamID struct{ ms, seq uint64 }
+
+// parseStreamID parses "<ms>-<seq>" or "<ms>" (sequence 0).
+func parseStreamID(s string) (streamID, error) {
+	msPart, seqPart, hasSeq := strings.Cut(s, "-")
+	ms, err := strconv.ParseUint(msPart, 10, 64)
+	if err != nil {
+		return streamID{}, fmt.Errorf("%q is not a stream entry id: want <milliseconds>-<sequence>, e.g. 1700000000000-0", s)
+	}
+	var seq uint64
+	if hasSeq {
+		if seq, err = strconv.ParseUint(seqPart, 10, 64); err != nil {
+			return streamID{}, fmt.Errorf("%q is not a stream entry id: want <milliseconds>-<sequence>, e.g. 1700000000000-0", s)
+		}
+	}
+	return streamID{ms, seq}, nil
+}
+
+func (a streamID) less(b streamID) bool {
+	return a.ms < b.ms || (a.ms == b.ms && a.seq < b.seq)
+}
+
+func (a streamID) String() string {
+	return strconv.FormatUint(a.ms, 10) + "-" + strconv.FormatUint(a.seq, 10)
+}
+
+// maxJSONTimeMs is 9999-12-31T23:59:59.999Z, the last instant
+// time.Time.MarshalJSON can write.
+const maxJSONTimeMs = 253402300799999
+
+// time returns the wall-clock time encoded in the id (when Redis made it),
+// capped at the year 9999.
+func (a streamID) time() time.Time {
+	return time.UnixMilli(int64(min(a.ms, maxJSONTimeMs))).UTC()
+}
+
+// streamInfo is what a stream resume needs to know about the push stream.
+type streamInfo struct {
+	lastGenerated streamID // id of the last entry ever added; 0-0 if none
+	first         streamID // first retained entry; valid when length > 0
+	length        int64
+	entriesAdded  int64 // entries ever added; 0 when Redis (< 7) does not say
+}
+
+// lostAfter reports whether entries after id may have been trimmed from the
+// stream: some entry newer than id was removed. When Redis says nothing was
+// ever removed (entries-added equals length) the answer is exact; otherwise
+// it is "id is older than the first retained entry", which may report a
+// loss where only id itself was trimmed.
+func (i streamInfo) lostAfter(id streamID) bool {
+	if i.entriesAdded > 0 && i.entriesAdded == i.length {
+		return false
+	}
+	if i.length > 0 {
+		return id.less(i.first)
+	}
+	return id.less(i.lastGenerated)
+}
+
+// streamInfoOf reads the push stream's position and first retained entry in
+// one round trip. A missing stream is an empty one.
+func streamInfoOf(ctx context.Context, c redis.UniversalClient, key string) (streamInfo, error) {
+	pipe := c.Pipeline()
+	infoCmd := pipe.XInfoStream(ctx, key)
+	firstCmd := pipe.XRangeN(ctx, key, "-", "+", 1)
+	_, _ = pipe.Exec(ctx) // each command's error is read below
+	info, err := infoCmd.Result()
+	if err != nil {
+		if isNoSuchKey(err) {
+			return streamInfo{}, nil
+		}
+		return streamInfo{}, fmt.Errorf("XINFO STREAM %s: %w", key, err)
+	}
+	first, err := firstCmd.Result()
+	if err != nil {
+		return streamInfo{}, fmt.Errorf("XRANGE %s - + COUNT 1: %w", key, err)
+	}
+	var si streamInfo
+	if si.lastGenerated, err = parseStreamID(info.LastGeneratedID); err != nil {
+		return streamInfo{}, fmt.Errorf("XINFO STREAM %s: last-generated-id: %w", key, err)
+	}
+	si.entriesAdded = info.EntriesAdded
+	si.length = info.Length
+	if len(first) > 0 {
+		if si.first, err = parseStreamID(first[0].ID); err != nil {
+			return streamInfo{}, fmt.Errorf("XRANGE %s: %w", key, err)
+		}
+		si.length = max(si.length, 1)
+	} else {
+		si.length = 0
+	}
+	return si, nil
+}
+
+// isNoSuchKey reports whether err is Redis's answer to XINFO STREAM on a
+// key that does not exist.
+func isNoSuchKey(err error) bool {
+	var rerr redis.Error
+	return errors.As(err, &rerr) && strings.Contains(strings.ToLower(rerr.Error()), "no such key")
+}
+
+// pushEvent is a push-stream entry decoded once for every browser.
+type pushEvent struct {
+	id        string // the push-stream entry id: the SSE id
+	typ       string
+	room      string
+	user      string
+	broadcast bool
+	data      []byte // the event in CloudEvents structured-mode JSON
+}
+
+// decodePushEntry decodes an entry with the bus's Marshaller and renders it
+// as CloudEvents JSON.
+func decodePushEntry(x redis.XMessage) (pushEvent, error) {
+	msg, _ := bus.Marshaller{}.Unmarshal(x.Values) // never fails: see IsMalformed
+	if err := bus.MalformedError(msg); err != nil {
+		return pushEvent{}, err
+	}
+	md := msg.Metadata
+	if err := bus.ValidateType(md.Get(bus.AttrType)); err != nil {
+		return pushEvent{}, err
+	}
+	data, err := encodeCloudEvent(msg)
+	if err != nil {
+		return pushEvent{}, err
+	}
+	return pushEvent{
+		id:        x.ID,
+		typ:       md.Get(bus.AttrType),
+		room:      md.Get(bus.AttrRoom),
+		user:      md.Get(bus.AttrUser),
+		broadcast: md.Get(bus.AttrBroadcast) == "true",
+		data:      data,
+	}, nil
+}
+
+// encodeCloudEvent renders msg in CloudEvents structured-mode JSON: every
+// attribute (metadata key not starting with "_") as a string member, and the
+// data as "data" (raw JSON) when the content type is JSON and the data is
+// valid JSON, else as "data_base64". The output has no line breaks, so it is
+// one SSE data line.
+func encodeCloudEvent(msg *message.Message) ([]byte, error) {
+	out := make(map[string]any, len(msg.Metadata)+2)
+	for k, v := range msg.Metadata {
+		if strings.HasPrefix(k, "_") || k == "data" || k == "data_base64" {
+			continue
+		}
+		out[k] = v
+	}
+	out[bus.AttrID] = msg.UUID
+	if len(msg.Payload) > 0 {
+		ct := msg.Metadata.Get(bus.AttrDataContentType)
+		if (ct == "" || bus.IsJSONContentType(ct)) && json.Valid(msg.Payload) {
+			out["data"] = json.RawMessage(msg.Payload)
+		} else {
+			out["data_base64"] = base64.StdEncoding.EncodeToString(msg.Payload)
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("encode event %s as JSON: %w", msg.UUID, err)
+	}
+	return b, nil
+}

@@ -1,0 +1,371 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+
+	"github.com/shared-infra/eventbus/bus"
+)
+
+// Endpoints served by [Gateway.Handler].
+const (
+	// EventsPath is the ingress endpoint: POST one CloudEvent (structured or
+	// binary mode) or a batch.
+	EventsPath = "/v1/events"
+	// StreamPath is the server-sent events endpoint browsers connect to.
+	StreamPath = "/v1/stream"
+)
+
+// Defaults for [Config]. A zero field takes its default.
+const (
+	DefaultListenAddr        = ":8080"
+	DefaultMaxBodyBytes      = 4 << 20 // 4 MiB
+	DefaultMaxBatchEvents    = 1000
+	DefaultRatePerSecond     = 50.0
+	DefaultRateBurst         = 100
+	DefaultPublishTimeout    = 5 * time.Second
+	DefaultHeartbeatInterval = 15 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultReadBlock         = time.Second
+	DefaultReplayPage        = 500
+	// DefaultCloseTimeout bounds how long Close waits for the push-stream
+	// reader to stop.
+	DefaultCloseTimeout = 10 * time.Second
+)
+
+// Config configures a [Gateway]. Pass it by value to [New]; zero fields take
+// the defaults above.
+type Config struct {
+	// ListenAddr is the address [Gateway.ListenAndServe] listens on.
+	// Default DefaultListenAddr (":8080"). Handler ignores it.
+	ListenAddr string
+
+	// Auth verifies the JWTs of browsers on the stream endpoint (Bearer
+	// header, or the access_token query parameter that EventSource needs).
+	// Required: at least one of HMACSecret and RSAPublicKey.
+	Auth AuthConfig
+
+	// Ingress says which credentials may POST events: API keys, and/or JWTs
+	// that grant publishing. Required (see IngressConfig.Validate), unless
+	// IngressJWT is set.
+	Ingress IngressConfig
+	// IngressJWT, when true and Ingress.JWT is nil, makes ingress accept the
+	// JWTs that Auth verifies, provided they grant publishing ("publish":
+	// true, or the "publish" scope).
+	IngressJWT bool
+
+	// MaxBodyBytes is the largest ingress request body accepted; a larger one
+	// is answered 413 and nothing is published. Default DefaultMaxBodyBytes
+	// (4 MiB). Each event is also bounded by the bus's MaxEventSize.
+	MaxBodyBytes int64
+	// MaxBatchEvents is the most events one batch may hold (413 beyond).
+	// Default DefaultMaxBatchEvents.
+	MaxBatchEvents int
+
+	// RateLimit bounds ingress requests per principal (API key or JWT
+	// subject). A batch is one request.
+	RateLimit RateLimit
+
+	// PublishTimeout bounds one ingress publish to Redis (when it expires
+	// the answer is 503), and the Redis read with which a stream starts.
+	// Default DefaultPublishTimeout.
+	PublishTimeout time.Duration
+
+	// HeartbeatInterval is how often an idle stream gets a ": ping" comment
+	// (which keeps proxies from closing it) and, when the browser has
+	// everything up to the push stream's current position, an "id:" line
+	// that moves its Last-Event-ID forward. Default DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// WriteTimeout bounds each write to a stream: a browser that accepts no
+	// bytes for this long is disconnected. Default DefaultWriteTimeout.
+	WriteTimeout time.Duration
+	// ClientBuffer is how many events may wait for one browser's writer. A
+	// browser that falls further behind is disconnected (it reconnects and
+	// resumes from its Last-Event-ID); it never slows the others. Default
+	// DefaultClientBuffer.
+	ClientBuffer int
+
+	// AllowedOrigins are the origins browsers may call the gateway from
+	// (CORS), e.g. "https://app.example.com"; "*" allows any. Empty means
+	// same-origin only.
+	AllowedOrigins []string
+
+	// ReadBlock is how long one XREAD of the push stream blocks; it also
+	// bounds how long Close waits for the reader. Default DefaultReadBlock.
+	ReadBlock time.Duration
+	// ReplayPage is the COUNT of one XRANGE when a stream resumes. Default
+	// DefaultReplayPage.
+	ReplayPage int
+	// CloseTimeout bounds how long Close waits for the push-stream reader.
+	// Default DefaultCloseTimeout.
+	CloseTimeout time.Duration
+}
+
+// RateLimit is a token bucket per principal.
+type RateLimit struct {
+	// PerSecond is the sustained request rate allowed per principal. Default
+	// DefaultRatePerSecond; -1 disables rate limiting.
+	PerSecond float64
+	// Burst is how many requests may come at once. Default DefaultRateBurst.
+	Burst int
+}
+
+func (c *Config) setDefaults() {
+	if c.ListenAddr == "" {
+		c.ListenAddr = DefaultListenAddr
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxBatchEvents == 0 {
+		c.MaxBatchEvents = DefaultMaxBatchEvents
+	}
+	if c.RateLimit.PerSecond == 0 {
+		c.RateLimit.PerSecond = DefaultRatePerSecond
+	}
+	if c.RateLimit.Burst == 0 {
+		c.RateLimit.Burst = DefaultRateBurst
+	}
+	if c.PublishTimeout == 0 {
+		c.PublishTimeout = DefaultPublishTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.ClientBuffer == 0 {
+		c.ClientBuffer = DefaultClientBuffer
+	}
+	if c.ReadBlock == 0 {
+		c.ReadBlock = DefaultReadBlock
+	}
+	if c.ReplayPage == 0 {
+		c.ReplayPage = DefaultReplayPage
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+}
+
+// Validate reports every problem with the config at once, joined with
+// [errors.Join]. It never changes c. Call it after the defaults are applied
+// (New does both); a zero field is reported as invalid here.
+func (c Config) Validate() error {
+	var errs []error
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	ing := c.Ingress
+	if ing.JWT == nil && c.IngressJWT {
+		ing.JWT = &Authenticator{} // stands for the one New builds from Auth
+	}
+	if err := ing.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MaxBodyBytes < 1 {
+		errs = append(errs, fmt.Errorf("gateway: Config: MaxBodyBytes is %d: must be 1 or more (0 for the default %d)", c.MaxBodyBytes, DefaultMaxBodyBytes))
+	}
+	if c.MaxBatchEvents < 1 {
+		errs = append(errs, fmt.Errorf("gateway: Config: MaxBatchEvents is %d: must be 1 or more (0 for the default %d)", c.MaxBatchEvents, DefaultMaxBatchEvents))
+	}
+	if r := c.RateLimit; r.PerSecond != -1 {
+		if math.IsNaN(r.PerSecond) || math.IsInf(r.PerSecond, 0) || r.PerSecond <= 0 {
+			errs = append(errs, fmt.Errorf("gateway: Config: RateLimit.PerSecond is %v: must be a finite number above 0, or -1 to disable rate limiting", r.PerSecond))
+		}
+		if r.Burst < 1 {
+			errs = append(errs, fmt.Errorf("gateway: Config: RateLimit.Burst is %d: must be 1 or more", r.Burst))
+		}
+	}
+	for name, d := range map[string]time.Duration{
+		"PublishTimeout":    c.PublishTimeout,
+		"HeartbeatInterval": c.HeartbeatInterval,
+		"WriteTimeout":      c.WriteTimeout,
+		"ReadBlock":         c.ReadBlock,
+		"CloseTimeout":      c.CloseTimeout,
+	} {
+		if d < time.Millisecond {
+			errs = append(errs, fmt.Errorf("gateway: Config: %s is %s: must be at least 1ms (0 for the default)", name, d))
+		}
+	}
+	if c.ClientBuffer < 1 {
+		errs = append(errs, fmt.Errorf("gateway: Config: ClientBuffer is %d: must be 1 or more (0 for the default %d)", c.ClientBuffer, DefaultClientBuffer))
+	}
+	if c.ReplayPage < 1 {
+		errs = append(errs, fmt.Errorf("gateway: Config: ReplayPage is %d: must be 1 or more (0 for the default %d)", c.ReplayPage, DefaultReplayPage))
+	}
+	for i, o := range c.AllowedOrigins {
+		if o == "" {
+			errs = append(errs, fmt.Errorf("gateway: Config: AllowedOrigins[%d] is empty: use an origin such as \"https://app.example.com\", or \"*\"", i))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Gateway is the HTTP side of the bus: CloudEvents ingress
+// (POST /v1/events) into the bus publisher, and server-sent events
+// (GET /v1/stream) from the bus's push stream to browsers. See the package
+// documentation for the concurrency contract.
+type Gateway struct {
+	bus     *bus.Bus
+	cfg     Config
+	logger  watermill.LoggerAdapter
+	auth    *Authenticator
+	ingress *IngressAuth
+	limiter *RateLimiter // nil when rate limiting is disabled
+	hub     *hub
+
+	mux     *http.ServeMux
+	handler http.Handler
+}
+
+// New validates cfg and returns a Gateway publishing through and streaming
+// from b. It does not contact Redis. Call Run (or ListenAndServe) to start
+// the push-stream reader; the stream endpoint answers 503 until it runs.
+// The gateway never closes b. A nil logger logs nothing.
+func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, error) {
+	if b == nil {
+		return nil, errors.New("gateway: New: the bus is nil")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = watermill.NopLogger{}
+	}
+	auth, err := NewAuthenticator(cfg.Auth)
+	if err != nil {
+		return nil, err
+	}
+	ingCfg := cfg.Ingress
+	if ingCfg.JWT == nil && cfg.IngressJWT {
+		ingCfg.JWT = auth
+	}
+	ingress, err := NewIngressAuth(ingCfg)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gateway{
+		bus:     b,
+		cfg:     cfg,
+		logger:  logger.With(watermill.LogFields{"component": "gateway"}),
+		auth:    auth,
+		ingress: ingress,
+		mux:     http.NewServeMux(),
+	}
+	if cfg.RateLimit.PerSecond != -1 {
+		g.limiter, err = NewRateLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst, 0)
+		if err != nil {
+			return nil, err
+		}
+	}
+	g.hub = newHub(b.Client(), b.Config().PushKey(), cfg.ReadBlock, g.logger)
+	g.mux.HandleFunc("POST "+EventsPath, g.serveEvents)
+	g.mux.HandleFunc("GET "+StreamPath, g.serveStream)
+	g.handler = CORS(cfg.AllowedOrigins, g.mux)
+	return g, nil
+}
+
+// Config returns the gateway's configuration, defaults applied.
+func (g *Gateway) Config() Config { return g.cfg }
+
+// Handler returns the gateway's HTTP handler: POST /v1/events,
+// GET /v1/stream and whatever was mounted with Mount, behind CORS (see
+// [CORS] and Config.AllowedOrigins). It is safe for concurrent use.
+func (g *Gateway) Handler() http.Handler { return g.handler }
+
+// Mount registers h for pattern on the gateway's mux, e.g.
+// Mount("GET /healthz", health) for the observability handlers. Patterns are
+// those of [http.ServeMux]; like ServeMux.Handle, Mount panics when pattern
+// is invalid or conflicts with one already registered. Mounted handlers
+// are served behind the same CORS policy and get no authentication from the
+// gateway: they bring their own.
+func (g *Gateway) Mount(pattern string, h http.Handler) {
+	g.mux.Handle(pattern, h)
+}
+
+// Clients returns how many browser streams are open.
+func (g *Gateway) Clients() int { return g.hub.clientCount() }
+
+// Running returns a channel closed once the push-stream reader runs (it has
+// found its starting position), so that streams get live events.
+func (g *Gateway) Running() <-chan struct{} { return g.hub.running }
+
+// Run reads the push stream and fans events out to the open streams until
+// ctx is done or Close is called, then closes every stream. It returns nil
+// when stopped by ctx and ErrGatewayClosed when stopped by Close. A Gateway
+// runs once: Run after Close, or after an earlier Run returned, returns
+// ErrGatewayClosed, and Run while running returns an error. Redis errors do
+// not stop it: it logs them and retries with backoff (50ms doubling to 5s);
+// after an outage, if entries it had not read were trimmed meanwhile, it
+// closes the open streams with ErrPushStreamGap so that they resume and
+// report the gap.
+func (g *Gateway) Run(ctx context.Context) error {
+	return g.hub.run(ctx)
+}
+
+// Close stops the push-stream reader and closes every open stream (their
+// browsers reconnect elsewhere and resume). It waits for the reader for up to
+// Config.CloseTimeout. It never closes the bus. Safe to call more than once.
+func (g *Gateway) Close() error {
+	return g.hub.close(g.cfg.CloseTimeout)
+}
+
+// ListenAndServe serves Handler on Config.ListenAddr and runs the
+// push-stream reader until ctx is done, then closes the streams and shuts
+// the server down (waiting up to Config.CloseTimeout for requests in
+// flight). It returns nil after a clean shutdown.
+func (g *Gateway) ListenAndServe(ctx context.Context) error {
+	ln, err := net.Listen("tcp", g.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("gateway: listen on %s: %w", g.cfg.ListenAddr, err)
+	}
+	return g.Serve(ctx, ln)
+}
+
+// Serve is ListenAndServe on a listener of the caller's (which it closes).
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           g.handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		// No WriteTimeout: it would cut long-lived streams. Each stream
+		// write has its own deadline (Config.WriteTimeout).
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	runErr := make(chan error, 1)
+	wg.Go(func() { runErr <- g.Run(ctx) })
+	serveErr := make(chan error, 1)
+	wg.Go(func() { serveErr <- srv.Serve(ln) })
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		serveErr <- err // keep it for below
+	}
+	_ = g.Close()
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), g.cfg.CloseTimeout)
+	defer scancel()
+	shutdownErr := srv.Shutdown(sctx)
+	cancel()
+	wg.Wait()
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway: serve: %w", err)
+	}
+	if err := <-runErr; err != nil && !errors.Is(err, ErrGatewayClosed) {
+		return err
+	}
+	return shutdownErr
+}
