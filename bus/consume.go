@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,12 +38,12 @@ type subscription struct {
 	stop         chan struct{} // closed when ctx is done or the subscriber closes
 	hardStop     chan struct{} // closed when the close drain deadline passes
 	dispatchDone chan struct{}
+	readerDone   chan struct{} // closed when the reader has made its last read
 	stopOnce     sync.Once
 
 	// reader-owned
 	streams []string
 	known   map[string]bool
-	groups  [][]string // streams grouped by cluster slot (one group when not a cluster)
 	cluster bool
 
 	mu       sync.Mutex
@@ -64,6 +65,7 @@ func newSubscription(s *Subscriber, ctx context.Context, topic string, pattern b
 		stop:         make(chan struct{}),
 		hardStop:     make(chan struct{}),
 		dispatchDone: make(chan struct{}),
+		readerDone:   make(chan struct{}),
 		known:        map[string]bool{},
 		cluster:      cluster,
 		inflight:     map[entryRef]struct{}{},
@@ -116,9 +118,14 @@ func (sub *subscription) addStreams(ctx context.Context, types []string, start s
 	for i, t := range types {
 		cmds[i] = pipe.XGroupCreateMkStream(ctx, sub.s.bus.StreamKey(t), sub.s.cfg.ConsumerGroup, start)
 	}
-	_, _ = pipe.Exec(ctx)
+	_, execErr := pipe.Exec(ctx)
 	for i, t := range types {
-		if err := cmds[i].Err(); err != nil && !isBusyGroup(err) {
+		err := cmds[i].Err()
+		if err == nil && execErr != nil && !isBusyGroup(execErr) {
+			// No connection (say AUTH failed): go-redis sets no command's error.
+			err = execErr
+		}
+		if err != nil && !isBusyGroup(err) {
 			return err
 		}
 		key := sub.s.bus.StreamKey(t)
@@ -127,23 +134,7 @@ func (sub *subscription) addStreams(ctx context.Context, types []string, start s
 			sub.streams = append(sub.streams, key)
 		}
 	}
-	sub.regroup()
 	return nil
-}
-
-func (sub *subscription) regroup() {
-	if !sub.cluster {
-		sub.groups = [][]string{sub.streams}
-		return
-	}
-	bySlot := map[int][]string{}
-	for _, k := range sub.streams {
-		bySlot[keySlot(k)] = append(bySlot[keySlot(k)], k)
-	}
-	sub.groups = sub.groups[:0]
-	for _, g := range bySlot {
-		sub.groups = append(sub.groups, g)
-	}
 }
 
 func isBusyGroup(err error) bool { return err != nil && strings.HasPrefix(err.Error(), "BUSYGROUP") }
@@ -168,6 +159,7 @@ func (sub *subscription) readLoop() {
 		if sub.isPattern {
 			sub.s.watcher.remove(sub)
 		}
+		close(sub.readerDone)
 		<-sub.dispatchDone
 		// Final flush: what the handlers finished is acked, the rest stays pending.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -175,10 +167,27 @@ func (sub *subscription) readLoop() {
 		sub.flushAcks(ctx)
 	}()
 
+	// The keepalive has its own goroutine: the reader may wait (on Redis, or
+	// to hand entries to a slow handler) longer than ClaimMinIdle.
+	keepDone := make(chan struct{})
+	go func() {
+		defer close(keepDone)
+		t := time.NewTicker(cfg.ClaimMinIdle / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-sub.stop:
+				return
+			case <-t.C:
+				sub.keepalive(context.Background())
+			}
+		}
+	}()
+	defer func() { <-keepDone }()
+
 	low := cfg.BatchSize / 2
 	now := time.Now()
 	nextClaim := now.Add(cfg.ClaimInterval)
-	nextKeep := now.Add(cfg.ClaimMinIdle / 3)
 	nextResync := now.Add(cfg.ResyncInterval)
 	backoff := defaultInitialReadBackoff
 	ctx := context.Background() // reads end on stop at the latest BlockTime later; see Close
@@ -194,10 +203,6 @@ func (sub *subscription) readLoop() {
 			sub.claim(ctx, false)
 			nextClaim = now.Add(cfg.ClaimInterval)
 		}
-		if now.After(nextKeep) {
-			sub.keepalive(ctx)
-			nextKeep = now.Add(cfg.ClaimMinIdle / 3)
-		}
 		if sub.isPattern && now.After(nextResync) {
 			sub.resync(ctx)
 			nextResync = now.Add(cfg.ResyncInterval)
@@ -206,7 +211,7 @@ func (sub *subscription) readLoop() {
 
 		if len(sub.streams) > 0 && sub.inflightCount() <= low {
 			sub.flushAcks(ctx)
-			n, err := sub.read(ctx)
+			n, polled, err := sub.read(ctx)
 			if err != nil {
 				sub.s.logger.Error("Read failed, retrying", err, watermill.LogFields{"topic": sub.topic, "backoff": backoff.String()})
 				if isNoGroup(err) {
@@ -219,10 +224,10 @@ func (sub *subscription) readLoop() {
 				continue
 			}
 			backoff = defaultInitialReadBackoff
-			if n > 0 || !sub.cluster || len(sub.groups) <= 1 {
+			if n > 0 || !polled {
 				continue
 			}
-			// Several slot groups are polled without BLOCK; nothing came: wait a little.
+			// Several slot groups were polled without BLOCK; nothing came: wait a little.
 		}
 		t := time.NewTimer(cfg.BlockTime)
 		select {
@@ -278,47 +283,79 @@ func (sub *subscription) recreateGroups(ctx context.Context) {
 	}
 }
 
-// read runs one XREADGROUP per slot group and hands the entries over.
-func (sub *subscription) read(ctx context.Context) (int, error) {
+// read runs one XREADGROUP naming every stream of the subscription (on a
+// cluster, one per slot group, pipelined) and hands the entries over.
+//
+// COUNT applies to each stream, and Redis 7 has no cap across streams, so
+// the room is split between the streams (at least 1 each): one read returns
+// at most max(room, number of streams with new entries). Naming every stream
+// in one blocking read is what keeps the latency of a quiet stream low; the
+// over-read is harmless because in-flight entries are kept fresh by the
+// keepalive goroutine, never claimed by another consumer while queued here.
+// A single command blocks (BLOCK BlockTime); several slot groups are polled
+// without BLOCK, and read reports so.
+func (sub *subscription) read(ctx context.Context) (n int, polled bool, err error) {
 	cfg := sub.s.cfg
 	room := cfg.BatchSize - sub.inflightCount()
+	count := max(1, room/len(sub.streams))
+	groups := [][]string{sub.streams}
+	if sub.cluster {
+		groups = bySlot(sub.streams)
+	}
 	var results []redis.XStream
-	if len(sub.groups) == 1 {
-		res, err := sub.s.client.XReadGroup(ctx, sub.readArgs(sub.groups[0], room, cfg.BlockTime)).Result()
+	if len(groups) == 1 {
+		res, err := sub.s.client.XReadGroup(ctx, sub.readArgs(groups[0], count, cfg.BlockTime)).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return 0, err
+			return 0, false, err
 		}
 		results = res
 	} else {
+		polled = true
 		pipe := sub.s.client.Pipeline()
-		cmds := make([]*redis.XStreamSliceCmd, len(sub.groups))
-		for i, g := range sub.groups {
-			cmds[i] = pipe.XReadGroup(ctx, sub.readArgs(g, room, -1))
+		cmds := make([]*redis.XStreamSliceCmd, len(groups))
+		for i, g := range groups {
+			cmds[i] = pipe.XReadGroup(ctx, sub.readArgs(g, count, -1))
 		}
-		_, _ = pipe.Exec(ctx)
+		_, execErr := pipe.Exec(ctx)
 		for _, c := range cmds {
 			res, err := c.Result()
+			if err == nil && execErr != nil && !errors.Is(execErr, redis.Nil) {
+				err = execErr // no connection: go-redis sets no command's error
+			}
 			if err != nil && !errors.Is(err, redis.Nil) {
-				return 0, err
+				return 0, true, err
 			}
 			results = append(results, res...)
 		}
 	}
-	n := 0
+	var ds []delivery
 	for _, st := range results {
 		for _, e := range st.Messages {
-			if !sub.push(delivery{stream: st.Stream, entry: e, count: 1}) {
-				return n, nil
-			}
-			n++
+			ds = append(ds, delivery{stream: st.Stream, entry: e, count: 1})
 		}
 	}
-	return n, nil
+	sub.push(ds...)
+	return len(ds), polled, nil
 }
 
-func (sub *subscription) readArgs(streams []string, room int, block time.Duration) *redis.XReadGroupArgs {
-	// COUNT applies to each stream; split the room between them (at least 1).
-	count := max(1, room/len(streams))
+func bySlot(streams []string) [][]string {
+	m := map[int][]string{}
+	var order []int
+	for _, k := range streams {
+		s := keySlot(k)
+		if _, ok := m[s]; !ok {
+			order = append(order, s)
+		}
+		m[s] = append(m[s], k)
+	}
+	out := make([][]string, 0, len(order))
+	for _, s := range order {
+		out = append(out, m[s])
+	}
+	return out
+}
+
+func (sub *subscription) readArgs(streams []string, count int, block time.Duration) *redis.XReadGroupArgs {
 	args := make([]string, 0, 2*len(streams))
 	args = append(args, streams...)
 	for range streams {
@@ -333,17 +370,38 @@ func (sub *subscription) readArgs(streams []string, room int, block time.Duratio
 	}
 }
 
-// push records d as in flight and queues it for the dispatcher.
-func (sub *subscription) push(d delivery) bool {
+// push records ds as in flight, all of them before the first is handed over
+// (so the keepalive covers entries still waiting here), and queues them for
+// the dispatcher. It reports false when the subscription stopped first.
+func (sub *subscription) push(ds ...delivery) bool {
 	sub.mu.Lock()
-	sub.inflight[entryRef{d.stream, d.entry.ID}] = struct{}{}
-	sub.mu.Unlock()
-	select {
-	case sub.entries <- d:
-		return true
-	case <-sub.stop:
-		return false
+	for _, d := range ds {
+		sub.inflight[entryRef{d.stream, d.entry.ID}] = struct{}{}
 	}
+	sub.mu.Unlock()
+	for _, d := range ds {
+		select {
+		case sub.entries <- d:
+		case <-sub.stop:
+			return false
+		}
+	}
+	return true
+}
+
+// holds reports whether ref is in flight here or waits for its ack.
+func (sub *subscription) holds(ref entryRef) bool {
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if _, ok := sub.inflight[ref]; ok {
+		return true
+	}
+	for _, id := range sub.acks[ref.stream] {
+		if id == ref.id {
+			return true
+		}
+	}
+	return false
 }
 
 func (sub *subscription) inflightCount() int {
@@ -393,19 +451,30 @@ func (sub *subscription) flushAcks(ctx context.Context) {
 		_, err = pipe.Exec(ctx)
 	}
 	if err != nil {
-		// The entries stay pending and will be delivered again (at least once).
-		sub.s.logger.Error("Ack failed; the entries stay pending and will be redelivered", err, watermill.LogFields{"topic": sub.topic})
+		// Keep them for the next flush (XACK is idempotent). What a final
+		// flush cannot ack stays pending and is claimed after ClaimMinIdle.
+		sub.mu.Lock()
+		for stream, ids := range acks {
+			sub.acks[stream] = append(ids, sub.acks[stream]...)
+		}
+		sub.mu.Unlock()
+		sub.s.logger.Error("Ack failed; retrying with the next flush", err, watermill.LogFields{"topic": sub.topic})
 	}
 }
 
-// keepalive resets the idle time of every entry this subscription holds, so
-// no other consumer claims an entry that a slow handler is still working on.
+// keepalive resets the idle time of every entry this subscription holds (in
+// flight, or handled with its ack still buffered), so no other consumer
+// claims an entry that a slow handler is still working on.
 // XCLAIM ... JUSTID does not increment the delivery counter.
 func (sub *subscription) keepalive(ctx context.Context) {
 	sub.mu.Lock()
 	byStream := map[string][]string{}
 	for ref := range sub.inflight {
 		byStream[ref.stream] = append(byStream[ref.stream], ref.id)
+	}
+	// Handled but not yet acked in Redis: they must not go idle either.
+	for stream, ids := range sub.acks {
+		byStream[stream] = append(byStream[stream], ids...)
 	}
 	sub.mu.Unlock()
 	if len(byStream) == 0 {
@@ -455,7 +524,16 @@ func (sub *subscription) claim(ctx context.Context, own bool) {
 		counts := map[string]int64{}
 		var ids []string
 		for _, p := range pending {
-			if !own && (p.Consumer == cfg.Consumer || (cfg.ShouldClaim != nil && !cfg.ShouldClaim(p))) {
+			switch {
+			case own:
+			case p.Consumer == cfg.Consumer:
+				// Ours, idle for ClaimMinIdle, so no handler holds it (the
+				// keepalive would have reset it): a read whose reply was
+				// lost. Take it back unless this subscription holds it.
+				if sub.holds(entryRef{sub.streams[i], p.ID}) {
+					continue
+				}
+			case cfg.ShouldClaim != nil && !cfg.ShouldClaim(p):
 				continue
 			}
 			ids = append(ids, p.ID)
@@ -471,11 +549,13 @@ func (sub *subscription) claim(ctx context.Context, own bool) {
 			sub.s.logger.Error("XCLAIM failed", err, watermill.LogFields{"stream": sub.streams[i]})
 			continue
 		}
+		ds := make([]delivery, 0, len(msgs))
 		for _, m := range msgs {
-			sub.s.logger.Info("Claimed a pending entry", watermill.LogFields{"stream": sub.streams[i], "stream_id": m.ID, "own": own})
-			if !sub.push(delivery{stream: sub.streams[i], entry: m, count: counts[m.ID] + 1}) {
-				return
-			}
+			sub.s.logger.Info("Claimed a pending entry", sub.entryLogFields(sub.streams[i], m).Add(watermill.LogFields{"own": own}))
+			ds = append(ds, delivery{stream: sub.streams[i], entry: m, count: counts[m.ID] + 1})
+		}
+		if !sub.push(ds...) {
+			return
 		}
 	}
 }
@@ -497,6 +577,10 @@ func (sub *subscription) dispatchLoop() {
 			<-drained
 		}
 		t.Stop()
+		// Close the channel only once the reader has stopped reading: the
+		// caller may take a closed channel to mean that nothing more is
+		// read for this subscription (an unsubscribe).
+		<-sub.readerDone
 		close(sub.out)
 		close(sub.dispatchDone)
 	}()
@@ -584,15 +668,40 @@ func (sub *subscription) redeliveryCount(d delivery) int64 {
 	if err := sub.s.client.XClaim(ctx, &redis.XClaimArgs{
 		Stream: d.stream, Group: cfg.ConsumerGroup, Consumer: cfg.Consumer, Messages: []string{d.entry.ID},
 	}).Err(); err != nil {
-		sub.s.logger.Error("Cannot count the redelivery in Redis", err, watermill.LogFields{"stream": d.stream, "stream_id": d.entry.ID})
+		sub.s.logger.Error("Cannot count the redelivery in Redis", err, sub.entryLogFields(d.stream, d.entry))
 	}
 	return d.count + 1
+}
+
+// entryLogFields are the fields of a log line about one entry: the event's
+// id, type and trace id (from its traceparent), the handler's consumer group,
+// and where the entry is.
+func (sub *subscription) entryLogFields(stream string, e redis.XMessage) watermill.LogFields {
+	id, _ := e.Values[AttrID].(string)
+	tp, _ := e.Values[AttrTraceParent].(string)
+	traceID := ""
+	if len(tp) >= 35 && tp[2] == '-' { // "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"
+		traceID = tp[3:35]
+	}
+	return watermill.LogFields{
+		"event_id": id, "event_type": strings.TrimPrefix(stream, sub.s.bus.StreamPrefix),
+		"handler": sub.s.cfg.ConsumerGroup, "trace_id": traceID, "stream": stream, "stream_id": e.ID,
+	}
 }
 
 // decode turns an entry into a message; it never fails (see Marshaller).
 // The message's context is cancelled once the message is acked or nacked.
 func (sub *subscription) decode(d delivery) (*message.Message, context.CancelFunc) {
-	msg, err := sub.s.cfg.Unmarshaller.Unmarshal(d.entry.Values)
+	var msg *message.Message
+	var err error
+	if limit := sub.s.bus.MaxEventSize; limit > 0 {
+		if size := entrySize(d.entry.Values); size > limit {
+			err = fmt.Errorf("entry of %d bytes exceeds MaxEventSize %d", size, limit)
+		}
+	}
+	if err == nil {
+		msg, err = sub.s.cfg.Unmarshaller.Unmarshal(d.entry.Values)
+	}
 	if err != nil || msg == nil {
 		reason := "unmarshaller returned no message"
 		if err != nil {
@@ -613,4 +722,17 @@ func (sub *subscription) decode(d delivery) (*message.Message, context.CancelFun
 	ctx, cancel := context.WithCancel(sub.ctx)
 	msg.SetContext(ctx)
 	return msg, cancel
+}
+
+// entrySize is the size of an entry as the publisher measures an event:
+// every field name and value.
+func entrySize(values map[string]any) int {
+	n := 0
+	for k, v := range values {
+		n += len(k)
+		if s, ok := v.(string); ok {
+			n += len(s)
+		}
+	}
+	return n
 }

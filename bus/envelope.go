@@ -101,6 +101,13 @@ func (Marshaller) Marshal(_ string, msg *message.Message) (map[string]any, error
 // Unmarshal implements redisstream.Unmarshaller. See Marshaller.
 func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 	if _, ok := values[redisstream.UUIDHeaderKey]; ok {
+		// watermill-redisstream's unmarshaller type-asserts its fields to
+		// string and would panic on anything else.
+		for k, v := range values {
+			if _, ok := v.(string); !ok {
+				return malformed(values, fmt.Sprintf("watermill-redisstream entry: field %q is not a string", k)), nil
+			}
+		}
 		msg, err := redisstream.DefaultMarshallerUnmarshaller{}.Unmarshal(values)
 		if err != nil {
 			return malformed(values, "watermill-redisstream entry: "+err.Error()), nil
