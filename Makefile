@@ -26,15 +26,23 @@ test-cluster:
 test-faults:
 	scripts/with-redis.sh $(GO) test $(TESTFLAGS) -tags faults ./faults/
 
+## test-tls: the bus over rediss:// with an ACL user, against a TLS Redis started on loopback
+test-tls:
+	@dir=$$(mktemp -d); trap 'scripts/redis-tls.sh stop "$$dir"' EXIT; \
+	  scripts/redis-tls.sh start "$$dir" && set -a && . "$$dir/env" && set +a && \
+	  $(GO) test $(TESTFLAGS) -tags tls -run TLS ./bus/
+
 ## bench: the bus beside plain go-redis and plain watermill-redisstream, same run
 bench:
 	scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./bench/
 
 ## fuzz: each fuzz target for a bounded time
+FUZZTIME ?= 20s
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzValidateType$$' -fuzztime 10s ./bus/
-	$(GO) test -run '^$$' -fuzz '^FuzzMatch$$' -fuzztime 10s ./bus/
-	$(GO) test -run '^$$' -fuzz '^FuzzUnmarshal$$' -fuzztime 10s ./bus/
+	@for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' bus/*_test.go | sed 's/^func //'); do \
+	  echo "fuzz bus $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./bus/ || exit 1; done
+	@for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' gateway/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	  echo "fuzz gateway $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) ./gateway/ || exit 1; done
 
 ## lint: gofmt, go vet, staticcheck
 lint:
