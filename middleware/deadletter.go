@@ -54,14 +54,15 @@ func (p dlqPublisher) Publish(_ string, msgs ...*message.Message) error {
 			Reason: reason, Handler: handler, Group: m.Metadata.Get(bus.MetaGroup), Attempts: Attempts(m),
 		})
 		cancel()
+		fields := EventLogFields(m).Add(watermill.LogFields{"handler": handler, "reason": reason})
 		if err != nil {
+			if p.d.Logger != nil {
+				p.d.Logger.Error("Cannot dead-letter event; it stays pending and will be redelivered", err, fields)
+			}
 			return err
 		}
 		if p.d.Logger != nil {
-			p.d.Logger.Error("Event dead-lettered", nil, watermill.LogFields{
-				"event_id": m.UUID, "event_type": m.Metadata.Get(bus.MetaTopic), "handler": handler,
-				"reason": reason, "dlq_id": id, "trace_id": TraceID(m),
-			})
+			p.d.Logger.Error("Event dead-lettered", nil, fields.Add(watermill.LogFields{"dlq_id": id}))
 		}
 		if p.d.OnDeadLetter != nil {
 			p.d.OnDeadLetter(m, errString(reason))
@@ -71,6 +72,19 @@ func (p dlqPublisher) Publish(_ string, msgs ...*message.Message) error {
 }
 
 func (dlqPublisher) Close() error { return nil }
+
+// EventLogFields are the fields every log line about msg carries: its id,
+// type, handler and trace id ("" when unknown).
+func EventLogFields(msg *message.Message) watermill.LogFields {
+	typ := msg.Metadata.Get(bus.MetaTopic)
+	if typ == "" {
+		typ = msg.Metadata.Get(bus.AttrType)
+	}
+	return watermill.LogFields{
+		"event_id": msg.UUID, "event_type": typ,
+		"handler": message.HandlerNameFromCtx(msg.Context()), "trace_id": TraceID(msg),
+	}
+}
 
 type errString string
 

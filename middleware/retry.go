@@ -66,13 +66,18 @@ func (r Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			m.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
 			return h(m)
 		}
+		var logger watermill.LoggerAdapter
+		if r.Logger != nil {
+			// Watermill's "Error occurred, retrying" line has no event fields of its own.
+			logger = r.Logger.With(EventLogFields(msg))
+		}
 		wm := wmmw.Retry{
 			MaxRetries:          r.MaxAttempts - 1,
 			InitialInterval:     r.InitialInterval,
 			MaxInterval:         r.MaxInterval,
 			Multiplier:          r.Multiplier,
 			RandomizationFactor: r.Jitter,
-			Logger:              r.Logger,
+			Logger:              logger,
 			ShouldRetry: func(p wmmw.RetryParams) bool {
 				if IsPermanent(p.Err) {
 					return false

@@ -263,7 +263,9 @@ func TestTraceAndCorrelationAcrossThreeHops(t *testing.T) {
 	assert.Equal(t, hops[1].ev.ID, hops[2].ev.CausationID)
 
 	// Spans: one trace, publish → process → publish → process ... each a child of the one before.
-	require.NoError(t, tp.ForceFlush(context.Background()))
+	// A span ends after its handler or publish returns, which may be after the
+	// next hop has already run: wait for all seven.
+	require.Eventually(t, func() bool { return len(rec.Ended()) >= 7 }, 10*time.Second, 5*time.Millisecond)
 	spans := rec.Ended()
 	byID := map[trace.SpanID]sdktrace.ReadOnlySpan{}
 	for _, s := range spans {

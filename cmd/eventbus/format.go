@@ -1,0 +1,195 @@
+package main
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/shared-infra/eventbus/bus"
+)
+
+// entry is one stream entry decoded for output.
+type entry struct {
+	StreamID  string
+	Topic     string // the stream's event type
+	Msg       *message.Message
+	Malformed string // why the entry is not a valid event, if it is not
+}
+
+func decodeEntry(topic string, x redis.XMessage) entry {
+	msg, _ := bus.Marshaller{}.Unmarshal(x.Values) // never fails: see bus.Marshaller
+	e := entry{StreamID: x.ID, Topic: topic, Msg: msg}
+	if reason, ok := bus.IsMalformed(msg); ok {
+		e.Malformed = reason
+	} else if t := msg.Metadata.Get(bus.AttrType); t != "" && t != topic {
+		e.Malformed = fmt.Sprintf("type %q differs from its stream's type %q", t, topic)
+	}
+	return e
+}
+
+// firstAttrs are the attributes written first, in this order; the others
+// follow sorted by name.
+var firstAttrs = []string{
+	bus.AttrSpecVersion, bus.AttrID, bus.AttrType, bus.AttrSource, bus.AttrTime,
+	bus.AttrDataContentType, bus.AttrDataSchema, bus.AttrSubject,
+}
+
+// JSON returns the entry as one line of JSON: a CloudEvents JSON object
+// (attributes, then "streamid", the Redis entry id if known, then "data", or
+// "data_base64" for binary data). A malformed entry is written as
+// {"streamid", "type", "malformed": reason, "fields": the raw entry}.
+func (e entry) JSON() []byte {
+	var b bytes.Buffer
+	b.WriteByte('{')
+	n := 0
+	field := func(k string, v []byte) {
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		n++
+		writeJSONString(&b, k)
+		b.WriteByte(':')
+		b.Write(v)
+	}
+	str := func(s string) []byte {
+		var sb bytes.Buffer
+		writeJSONString(&sb, s)
+		return sb.Bytes()
+	}
+	if e.Malformed != "" {
+		if e.StreamID != "" {
+			field("streamid", str(e.StreamID))
+		}
+		field("type", str(e.Topic))
+		field("malformed", str(e.Malformed))
+		raw := e.Msg.Payload
+		if _, ok := bus.IsMalformed(e.Msg); !ok { // a valid entry of the wrong stream
+			raw, _ = json.Marshal(e.Msg.Metadata)
+		}
+		field("fields", compactJSON(raw))
+		b.WriteByte('}')
+		return b.Bytes()
+	}
+	md := e.Msg.Metadata
+	attrs := maps.Clone(md)
+	if attrs[bus.AttrID] == "" {
+		attrs[bus.AttrID] = e.Msg.UUID
+	}
+	if attrs[bus.AttrType] == "" {
+		attrs[bus.AttrType] = e.Topic
+	}
+	for _, k := range firstAttrs {
+		if v, ok := attrs[k]; ok {
+			field(k, str(v))
+			delete(attrs, k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(attrs)) {
+		if strings.HasPrefix(k, "_") {
+			continue // local metadata (watermill's, the bus's)
+		}
+		field(k, str(attrs[k]))
+	}
+	if e.StreamID != "" {
+		field("streamid", str(e.StreamID))
+	}
+	if data := e.Msg.Payload; len(data) > 0 {
+		ct := md.Get(bus.AttrDataContentType)
+		switch {
+		case (ct == "" || bus.IsJSONContentType(ct)) && json.Valid(data):
+			field("data", compactJSON(data))
+		case utf8.Valid(data):
+			field("data", str(string(data)))
+		default:
+			field("data_base64", str(base64.StdEncoding.EncodeToString(data)))
+		}
+	}
+	b.WriteByte('}')
+	return b.Bytes()
+}
+
+// Pretty returns the entry as one line for people: time, type (padded to
+// typeWidth), id, addressing and data.
+func (e entry) Pretty(now time.Time, typeWidth int) string {
+	md := e.Msg.Metadata
+	t, err := time.Parse(time.RFC3339Nano, md.Get(bus.AttrTime))
+	if err != nil {
+		t = streamIDTime(e.StreamID)
+	}
+	t = t.Local()
+	layout := "15:04:05.000"
+	if y, m, d := t.Date(); y != now.Year() || m != now.Month() || d != now.Day() {
+		layout = "2006-01-02 15:04:05.000"
+	}
+	var b strings.Builder
+	b.WriteString(t.Format(layout))
+	b.WriteString("  ")
+	b.WriteString(e.Topic)
+	if pad := typeWidth - len(e.Topic); pad > 0 {
+		b.WriteString(strings.Repeat(" ", pad))
+	}
+	if e.Malformed != "" {
+		fmt.Fprintf(&b, "  %s  MALFORMED (%s)  %s", e.StreamID, e.Malformed, truncate(string(compactJSON(e.Msg.Payload)), 300))
+		return b.String()
+	}
+	b.WriteString("  ")
+	b.WriteString(e.Msg.UUID)
+	for _, k := range []string{bus.AttrSubject, bus.AttrRoom, bus.AttrUser} {
+		if v := md.Get(k); v != "" {
+			fmt.Fprintf(&b, "  %s=%s", k, v)
+		}
+	}
+	if md.Get(bus.AttrBroadcast) == "true" {
+		b.WriteString("  broadcast")
+	}
+	if data := e.Msg.Payload; len(data) > 0 {
+		b.WriteString("  ")
+		if json.Valid(data) {
+			data = compactJSON(data)
+		}
+		if utf8.Valid(data) {
+			b.WriteString(truncate(string(data), 300))
+		} else {
+			fmt.Fprintf(&b, "<%d bytes of %s>", len(data), md.Get(bus.AttrDataContentType))
+		}
+	}
+	return b.String()
+}
+
+// compactJSON returns data without insignificant space (one line), or data
+// as a JSON string if it is not JSON.
+func compactJSON(data []byte) []byte {
+	var b bytes.Buffer
+	if err := json.Compact(&b, data); err != nil {
+		b.Reset()
+		writeJSONString(&b, string(data))
+	}
+	return b.Bytes()
+}
+
+func writeJSONString(b *bytes.Buffer, s string) {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(s)       // a string always encodes
+	b.Truncate(b.Len() - 1) // Encode's newline
+}
+
+// streamIDTime is the time in a stream entry id ("<ms>-<seq>").
+func streamIDTime(id string) time.Time {
+	ms, _, _ := strings.Cut(id, "-")
+	n, err := strconv.ParseInt(ms, 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}

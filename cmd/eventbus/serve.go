@@ -1,0 +1,256 @@
+package main
+
+import (
+	"context"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
+
+	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/gateway"
+	"github.com/shared-infra/eventbus/observe"
+	"github.com/shared-infra/eventbus/router"
+)
+
+// Environment variables serve reads secrets from (never flags: command lines
+// are visible to every user of the machine).
+const (
+	envJWTSecret = "EVENTBUS_JWT_SECRET"
+	envAPIKeys   = "EVENTBUS_API_KEYS"
+)
+
+type serveOptions struct {
+	listen         string
+	jwtSecretFile  string
+	jwtPublicKey   string
+	jwtIssuer      string
+	jwtAudience    string
+	jwtLeeway      time.Duration
+	apiKeysFile    string
+	ingressJWT     bool
+	allowedOrigins []string
+	rate           float64
+	burst          int
+	health         bool
+	logLevel       string
+}
+
+func newServeCmd(g *globals) *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the HTTP gateway: CloudEvents ingress and server-sent events to browsers",
+		Long: `Run the HTTP gateway of the bus until interrupted:
+
+  POST /v1/events   CloudEvents (structured, batch or binary mode) published
+                    on the bus; 202 {"ids":[...]} once they are in Redis
+  GET  /v1/stream   server-sent events: every event addressed to the
+                    browser's rooms, its user, or everyone (--room, --user,
+                    --broadcast of 'eventbus publish'); resumes from
+                    Last-Event-ID
+  GET  /healthz /readyz /stats /metrics
+                    liveness, readiness (Redis reachable), a stats snapshot
+                    and Prometheus metrics (unless --health=false)
+
+Browsers authenticate with a JWT (Authorization: Bearer, or ?access_token=
+for EventSource): an HS256 secret from $EVENTBUS_JWT_SECRET or
+--jwt-secret-file, and/or an RS256 public key (--jwt-public-key). Services
+POST with an API key ($EVENTBUS_API_KEYS, comma-separated, or
+--api-keys-file, one per line) or, with --ingress-jwt, a JWT that grants
+"publish". Secrets are never taken on the command line, nor printed.
+
+Logs go to stderr. SIGINT/SIGTERM shut it down cleanly (open streams are
+closed; browsers reconnect elsewhere and resume).`,
+		Example: `  # HS256 JWTs for browsers, one API key for services
+  export EVENTBUS_JWT_SECRET=$(openssl rand -hex 32)
+  export EVENTBUS_API_KEYS=$(openssl rand -hex 24)
+  eventbus serve --listen :8080 --allow-origin https://app.example.com
+
+  # publish over HTTP
+  curl -X POST localhost:8080/v1/events \
+    -H "Authorization: Bearer $EVENTBUS_API_KEYS" \
+    -H 'Content-Type: application/cloudevents+json' \
+    -d '{"specversion":"1.0","id":"e-1","source":"curl","type":"photo.uploaded","data":{"photoId":"p-42"}}'
+
+  # RS256 tokens from an identity provider, accepted on ingress too
+  eventbus serve --jwt-public-key idp.pem --jwt-issuer https://idp.example.com --ingress-jwt`,
+		Args: usageArgs(cobra.NoArgs),
+		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), g, o)
+		}),
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.listen, "listen", gateway.DefaultListenAddr, "address to listen on (host:port; port 0 picks a free one)")
+	f.StringVar(&o.jwtSecretFile, "jwt-secret-file", "", "file holding the HS256 secret (at least 32 bytes; default $"+envJWTSecret+")")
+	f.StringVar(&o.jwtPublicKey, "jwt-public-key", "", "PEM file of the RS256 public key that verifies JWTs")
+	f.StringVar(&o.jwtIssuer, "jwt-issuer", "", "required iss claim of JWTs (default: not checked)")
+	f.StringVar(&o.jwtAudience, "jwt-audience", "", "required aud claim of JWTs (default: not checked)")
+	f.DurationVar(&o.jwtLeeway, "jwt-leeway", 0, "clock skew tolerated on exp/nbf/iat")
+	f.StringVar(&o.apiKeysFile, "api-keys-file", "", "file of ingress API keys, one per line (default $"+envAPIKeys+", comma-separated)")
+	f.BoolVar(&o.ingressJWT, "ingress-jwt", false, "accept JWTs that grant \"publish\" on ingress")
+	f.StringSliceVar(&o.allowedOrigins, "allow-origin", nil, "origin browsers may call from (CORS; repeat; \"*\" for any)")
+	f.Float64Var(&o.rate, "rate", gateway.DefaultRatePerSecond, "ingress requests per second per principal (-1: no limit)")
+	f.IntVar(&o.burst, "burst", gateway.DefaultRateBurst, "ingress requests allowed at once per principal")
+	f.BoolVar(&o.health, "health", true, "serve /healthz, /readyz, /stats and /metrics")
+	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func (o serveOptions) gatewayConfig() (gateway.Config, error) {
+	cfg := gateway.Config{
+		ListenAddr:     o.listen,
+		IngressJWT:     o.ingressJWT,
+		AllowedOrigins: o.allowedOrigins,
+		RateLimit:      gateway.RateLimit{PerSecond: o.rate, Burst: o.burst},
+		Auth:           gateway.AuthConfig{Issuer: o.jwtIssuer, Audience: o.jwtAudience, Leeway: o.jwtLeeway},
+	}
+	switch {
+	case o.jwtSecretFile != "":
+		b, err := os.ReadFile(o.jwtSecretFile)
+		if err != nil {
+			return cfg, usagef("--jwt-secret-file: %v", err)
+		}
+		cfg.Auth.HMACSecret = []byte(strings.TrimSpace(string(b)))
+	case os.Getenv(envJWTSecret) != "":
+		cfg.Auth.HMACSecret = []byte(strings.TrimSpace(os.Getenv(envJWTSecret)))
+	}
+	if o.jwtPublicKey != "" {
+		key, err := readRSAPublicKey(o.jwtPublicKey)
+		if err != nil {
+			return cfg, usagef("--jwt-public-key %s: %v", o.jwtPublicKey, err)
+		}
+		cfg.Auth.RSAPublicKey = key
+	}
+	var keys []string
+	if o.apiKeysFile != "" {
+		b, err := os.ReadFile(o.apiKeysFile)
+		if err != nil {
+			return cfg, usagef("--api-keys-file: %v", err)
+		}
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+				keys = append(keys, l)
+			}
+		}
+	} else {
+		for k := range strings.SplitSeq(os.Getenv(envAPIKeys), ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				keys = append(keys, k)
+			}
+		}
+	}
+	cfg.Ingress.APIKeys = keys
+	return cfg, nil
+}
+
+func readRSAPublicKey(path string) (*rsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block in the file")
+	}
+	if k, err := x509.ParsePKCS1PublicKey(block.Bytes); err == nil {
+		return k, nil
+	}
+	if pub, err := x509.ParsePKIXPublicKey(block.Bytes); err == nil {
+		if k, ok := pub.(*rsa.PublicKey); ok {
+			return k, nil
+		}
+		return nil, fmt.Errorf("the key is a %T, not an RSA key", pub)
+	}
+	if cert, err := x509.ParseCertificate(block.Bytes); err == nil {
+		if k, ok := cert.PublicKey.(*rsa.PublicKey); ok {
+			return k, nil
+		}
+	}
+	return nil, errors.New("not an RSA public key (PKIX, PKCS #1 or a certificate)")
+}
+
+func runServe(ctx context.Context, g *globals, o serveOptions) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		return usagef("invalid --log-level %q: use debug, info, warn or error", o.logLevel)
+	}
+	cfg, err := o.gatewayConfig()
+	if err != nil {
+		return err
+	}
+	logger := watermill.NewSlogLogger(slog.New(slog.NewTextHandler(g.io.err, &slog.HandlerOptions{Level: level})))
+	// The health endpoints' router has no handlers: its info logs (Watermill
+	// starting and stopping its idle handler) say nothing useful.
+	quiet := watermill.NewSlogLogger(slog.New(slog.NewTextHandler(g.io.err, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)})))
+
+	b, err := g.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	gw, err := gateway.New(b, cfg, logger)
+	if err != nil {
+		// New only validates the configuration.
+		return usagef("%s — browsers need $%s, --jwt-secret-file or --jwt-public-key; services need $%s, --api-keys-file or --ingress-jwt",
+			oneLine(err.Error()), envJWTSecret, envAPIKeys)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	endpoints := "POST " + gateway.EventsPath + ", GET " + gateway.StreamPath
+	if o.health {
+		// The observer needs a router: one with no handlers, whose readiness
+		// is the bus's Redis answering.
+		r, err := router.New(b, router.Config{}, quiet)
+		if err != nil {
+			return &failure{err: fmt.Errorf("health endpoints: %w", err)}
+		}
+		reg := prometheus.NewRegistry()
+		obs, err := observe.New(r, observe.Config{Registerer: reg}, quiet)
+		if err != nil {
+			return &failure{err: fmt.Errorf("health endpoints: %w", err)}
+		}
+		defer obs.Close()
+		gw.Mount("GET "+observe.PathHealthz, obs.Healthz())
+		gw.Mount("GET "+observe.PathReadyz, obs.Readyz())
+		gw.Mount("GET "+observe.PathStats, obs.StatsHandler())
+		gw.Mount("GET "+observe.PathMetrics, obs.Metrics())
+		wg.Go(func() {
+			if err := r.Run(ctx); err != nil && ctx.Err() == nil {
+				quiet.Error("health router stopped", err, nil)
+			}
+		})
+		defer func() {
+			cancel()
+			_ = r.Close()
+		}()
+		endpoints += ", GET " + strings.Join([]string{observe.PathHealthz, observe.PathReadyz, observe.PathStats, observe.PathMetrics}, " ")
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return &failure{err: fmt.Errorf("cannot listen on %s: %v — pick another --listen address", o.listen, err)}
+	}
+	fmt.Fprintf(g.io.err, "eventbus serve: listening on http://%s (%s); Redis %s, prefix %q; Ctrl-C to stop\n",
+		ln.Addr(), endpoints, bus.RedactURL(g.redisURL()), b.Config().StreamPrefix)
+	err = gw.Serve(ctx, ln)
+	cancel()
+	wg.Wait()
+	if err != nil {
+		return &failure{err: fmt.Errorf("gateway: %s", g.redact(err.Error()))}
+	}
+	return nil
+}
