@@ -43,6 +43,16 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 		if err != nil { // Validate parsed it already; keep the check honest
 			return nil, fmt.Errorf("%w: RedisURL %s", ErrInvalidConfig, RedactURL(cfg.RedisURL))
 		}
+		if cfg.TLSConfig != nil {
+			if opt.TLSConfig == nil {
+				return nil, fmt.Errorf("%w: TLSConfig is set but RedisURL %s is not rediss://", ErrInvalidConfig, RedactURL(cfg.RedisURL))
+			}
+			tc := cfg.TLSConfig.Clone()
+			if tc.ServerName == "" {
+				tc.ServerName = opt.TLSConfig.ServerName
+			}
+			opt.TLSConfig = tc
+		}
 		b.client = redis.NewClient(opt)
 		b.ownClient = true
 	}

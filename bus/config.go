@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/url"
@@ -44,6 +45,10 @@ type Config struct {
 	// understood by redis.ParseURL (user, password and TLS included). The bus
 	// then owns the client it opens and closes it in Close.
 	RedisURL string
+	// TLSConfig, when set, is used for a rediss:// RedisURL instead of the
+	// default (system roots): set RootCAs to trust a private CA, or client
+	// certificates. An empty ServerName is taken from the URL's host.
+	TLSConfig *tls.Config
 
 	// StreamPrefix is prepended to an event type to form its stream key.
 	// Default DefaultStreamPrefix ("events:").
@@ -105,6 +110,9 @@ func (c Config) Validate() error {
 		if _, err := redis.ParseURL(c.RedisURL); err != nil {
 			errs = append(errs, fmt.Errorf("RedisURL %s: %s", RedactURL(c.RedisURL), redactErr(err, c.RedisURL)))
 		}
+	}
+	if c.TLSConfig != nil && c.Client != nil {
+		errs = append(errs, errors.New("TLSConfig applies to RedisURL only: configure TLS on the Client you pass"))
 	}
 	if strings.ContainsAny(c.StreamPrefix, "{}") {
 		errs = append(errs, fmt.Errorf("StreamPrefix %q must not contain '{' or '}': hash tags would put every stream in one cluster slot", c.StreamPrefix))

@@ -18,6 +18,7 @@ package bus_test
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -175,10 +176,10 @@ func TestTLSEndToEndWithACLUser(t *testing.T) {
 	}
 }
 
-// TestTLSRedisURLWithPrivateCA: Config.RedisURL alone cannot reach a server
-// whose certificate a private CA signed, because redis.ParseURL's TLS config
-// verifies against the system roots and the bus config has no field for a CA.
-// The error says so (unknown authority) and does not hold the password.
+// TestTLSRedisURLWithPrivateCA: Config.RedisURL without Config.TLSConfig
+// cannot reach a server whose certificate a private CA signed, because
+// redis.ParseURL's TLS config verifies against the system roots. The error
+// says so (unknown authority) and does not hold the password.
 func TestTLSRedisURLWithPrivateCA(t *testing.T) {
 	rawURL, password, _ := tlsEnv(t)
 	logger := &tlsLogger{}
@@ -197,6 +198,35 @@ func TestTLSRedisURLWithPrivateCA(t *testing.T) {
 	_, err = sub.Subscribe(ctx, "tls.checked")
 	require.Error(t, err)
 	assert.NotContains(t, err.Error(), password)
+	for _, line := range logger.all() {
+		assert.NotContains(t, line, password)
+	}
+}
+
+// TestTLSRedisURLWithTLSConfig: Config.TLSConfig with the private CA makes
+// Config.RedisURL work end to end.
+func TestTLSRedisURLWithTLSConfig(t *testing.T) {
+	rawURL, password, caFile := tlsEnv(t)
+	pem, err := os.ReadFile(caFile)
+	require.NoError(t, err)
+	pool := x509.NewCertPool()
+	require.True(t, pool.AppendCertsFromPEM(pem))
+	logger := &tlsLogger{}
+	b, err := bus.New(bus.Config{ServiceName: "tls-svc", RedisURL: rawURL, StreamPrefix: tlsPrefix(),
+		TLSConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}, logger)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, b.Ping(ctx))
+	sub, err := b.NewSubscriber(fastSub("tlscfg"))
+	require.NoError(t, err)
+	ch, err := sub.Subscribe(ctx, "tls.cfg")
+	require.NoError(t, err)
+	id, err := bus.Publish(ctx, b.Publisher(), "tls.cfg", map[string]string{"over": "tls"})
+	require.NoError(t, err)
+	got := receive(t, ch, 1, 10*time.Second)[0]
+	assert.Equal(t, id, got.UUID)
 	for _, line := range logger.all() {
 		assert.NotContains(t, line, password)
 	}
