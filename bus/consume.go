@@ -690,7 +690,8 @@ func (sub *subscription) entryLogFields(stream string, e redis.XMessage) watermi
 }
 
 // decode turns an entry into a message; it never fails (see Marshaller).
-// The message's context is cancelled once the message is acked or nacked.
+// The message's context carries the Subscribe context's values; it is
+// cancelled once the message is acked or nacked, or at the close deadline.
 func (sub *subscription) decode(d delivery) (*message.Message, context.CancelFunc) {
 	var msg *message.Message
 	var err error
@@ -719,7 +720,10 @@ func (sub *subscription) decode(d delivery) (*message.Message, context.CancelFun
 	msg.Metadata.Set(MetaTopic, topic)
 	msg.Metadata.Set(MetaDelivery, strconv.FormatInt(d.count, 10))
 	msg.Metadata.Set(MetaGroup, sub.s.cfg.ConsumerGroup)
-	ctx, cancel := context.WithCancel(sub.ctx)
+	// Not cancelled when the subscription stops: a closing subscriber lets
+	// in-flight handlers finish (drain) until CloseTimeout, and only then,
+	// or once the message is acked or nacked, is the context cancelled.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(sub.ctx))
 	msg.SetContext(ctx)
 	return msg, cancel
 }

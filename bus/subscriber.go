@@ -95,13 +95,13 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 // the Redis client and is safe to call more than once.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
-	if s.closed {
-		s.mu.Unlock()
-		return nil
+	if !s.closed {
+		s.closed = true
+		close(s.closing)
 	}
-	s.closed = true
-	close(s.closing)
 	s.mu.Unlock()
+	// Every call waits, so that a caller that closes the Redis client after
+	// Close returns (Bus.Close does) never cuts off another call's drain.
 	s.wg.Wait()
 	return nil
 }

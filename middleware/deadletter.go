@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"time"
 
@@ -26,13 +27,19 @@ type DeadLetter struct {
 	Logger       watermill.LoggerAdapter
 }
 
-// Middleware implements message.HandlerMiddleware.
+// Middleware implements message.HandlerMiddleware. An event whose handling
+// ended because its context was cancelled (the router is closing) is not
+// dead-lettered: it is nacked and stays pending for another instance.
 func (d DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
-	pq, err := wmmw.PoisonQueue(dlqPublisher{d}, "dead-letters")
-	if err != nil { // only for an empty topic name, which this is not
-		panic(err)
+	return func(msg *message.Message) ([]*message.Message, error) {
+		pq, err := wmmw.PoisonQueueWithFilter(dlqPublisher{d}, "dead-letters", func(err error) bool {
+			return !errors.Is(err, context.Canceled) || msg.Context().Err() == nil
+		})
+		if err != nil { // only for an empty topic name, which this is not
+			panic(err)
+		}
+		return pq(h)(msg)
 	}
-	return pq(h)
 }
 
 // dlqPublisher adapts the dead-letter queue to the message.Publisher that

@@ -45,6 +45,11 @@ func Timeout(d time.Duration) message.HandlerMiddleware {
 			case r := <-done:
 				return r.msgs, r.err
 			case <-ctx.Done():
+				select {
+				case r := <-done: // it finished as the context ended: keep its result
+					return r.msgs, r.err
+				default:
+				}
 				if parent.Err() != nil {
 					return nil, parent.Err()
 				}

@@ -34,7 +34,9 @@ type Config struct {
 	// Subscriber is the template for each handler's subscriber (batch size,
 	// concurrency, claim timings...). Its ConsumerGroup is set per handler.
 	Subscriber bus.SubscriberConfig
-	// CloseTimeout bounds how long Close waits for in-flight handlers.
+	// CloseTimeout bounds how long Close waits for in-flight handlers: they
+	// keep their context for 90% of it (the drain), then it is cancelled and
+	// what has not finished stays pending for another instance.
 	// Default DefaultCloseTimeout.
 	CloseTimeout time.Duration
 	// Schemas are JSON Schemas by event type, checked on every event handled
@@ -61,8 +63,11 @@ func (c *Config) setDefaults() {
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
-	if c.Subscriber.CloseTimeout == 0 || c.Subscriber.CloseTimeout > c.CloseTimeout {
-		c.Subscriber.CloseTimeout = c.CloseTimeout
+	// The subscribers' drain ends first (their handlers' contexts are then
+	// cancelled), so that handlers return before the Watermill router's own
+	// close timeout gives up on them.
+	if drain := c.CloseTimeout * 9 / 10; c.Subscriber.CloseTimeout == 0 || c.Subscriber.CloseTimeout > drain {
+		c.Subscriber.CloseTimeout = drain
 	}
 	if c.Stats == nil {
 		c.Stats = middleware.NewStats()

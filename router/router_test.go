@@ -457,3 +457,84 @@ func TestMaxDeliveriesDeadLettersAPoisonThatKillsItsConsumer(t *testing.T) {
 	assert.Contains(t, d[0].Reason, "delivered 5 times, the limit is 4")
 	assert.Equal(t, 5, d[0].Delivery)
 }
+
+func TestCloseLeavesAnEventInFlightPending(t *testing.T) {
+	b := newBus(t, redistest.Prefix(t))
+	r, err := router.New(b, fastConfig(), nil)
+	require.NoError(t, err)
+	started := make(chan struct{})
+	require.NoError(t, r.AddHandler("slow", "photo.uploaded", func(ctx context.Context, m *message.Message) error {
+		close(started)
+		<-ctx.Done() // a well-behaved handler stops when its context ends
+		return ctx.Err()
+	}))
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	<-r.Running()
+	publishN(t, b, "photo.uploaded", 1)
+	<-started
+	require.NoError(t, r.Close())
+	<-done
+	l, err := b.DeadLetters().Len(context.Background())
+	require.NoError(t, err)
+	assert.Zero(t, l, "an event interrupted by Close is not dead-lettered")
+	p, err := b.Client().XPending(context.Background(), b.Config().StreamKey("photo.uploaded"), "svc.slow").Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, p.Count, "it stays pending for another instance")
+}
+
+func TestCloseWritesTheLastAcks(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	for range 5 {
+		// The bus owns its client (RedisURL), so Bus.Close closes it.
+		b, err := bus.New(bus.Config{ServiceName: "svc", RedisURL: redistest.URL(), StreamPrefix: prefix}, nil)
+		require.NoError(t, err)
+		r, err := router.New(b, fastConfig(), nil)
+		require.NoError(t, err)
+		handled := newIDSet()
+		require.NoError(t, r.AddHandler("h", "photo.uploaded", func(ctx context.Context, m *message.Message) error {
+			handled.add(m.UUID)
+			return nil
+		}))
+		go func() { _ = r.Run(context.Background()) }()
+		<-r.Running()
+		publishN(t, b, "photo.uploaded", 20)
+		require.Eventually(t, func() bool { return handled.len() == 20 }, 5*time.Second, time.Millisecond)
+		require.NoError(t, r.Close())
+		require.NoError(t, b.Close())
+		p, err := redistest.Client(t).XPending(context.Background(), prefix+"photo.uploaded", "svc.h").Result()
+		require.NoError(t, err)
+		require.Zero(t, p.Count, "every handled event is acked by the time Close returns")
+	}
+}
+
+func TestCloseLetsInFlightHandlersFinish(t *testing.T) {
+	b := newBus(t, redistest.Prefix(t))
+	r, err := router.New(b, fastConfig(), nil)
+	require.NoError(t, err)
+	started := make(chan struct{})
+	var finished atomic.Bool
+	require.NoError(t, r.AddHandler("drain", "photo.uploaded", func(ctx context.Context, m *message.Message) error {
+		close(started)
+		select {
+		case <-time.After(300 * time.Millisecond): // work that outlives the Close call
+			finished.Store(true)
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}))
+	done := make(chan error, 1)
+	go func() { done <- r.Run(context.Background()) }()
+	<-r.Running()
+	publishN(t, b, "photo.uploaded", 1)
+	<-started
+	require.NoError(t, r.Close())
+	<-done
+	assert.True(t, finished.Load(), "the handler kept its context until it finished")
+	p, err := b.Client().XPending(context.Background(), b.Config().StreamKey("photo.uploaded"), "svc.drain").Result()
+	require.NoError(t, err)
+	assert.Zero(t, p.Count, "what finished during the drain is acked")
+	l, _ := b.DeadLetters().Len(context.Background())
+	assert.Zero(t, l)
+}
