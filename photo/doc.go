@@ -1,8 +1,8 @@
-// Package photo holds the parts of the photo-processing pipeline that do not
-// depend on the event bus: the event types and their JSON payloads, a JSON
-// Schema (draft 2020-12) for every payload, a blob [Store] with a local-disk
-// implementation, and the imaging code that inspects uploads and renders
-// thumbnails.
+// Package photo is the photo-processing pipeline: the event types and their
+// JSON payloads, a JSON Schema (draft 2020-12) for every payload, a blob
+// [Store] with a local-disk implementation, the imaging code that inspects
+// uploads and renders thumbnails, and the handler sets that services
+// register on their event-bus router to do the work.
 //
 // # Events
 //
@@ -20,10 +20,31 @@
 // [MakeThumbnail] fits an image into a [ThumbnailSize] box without upscaling and
 // [EncodeJPEG] writes the result.
 //
+// # Handler sets
+//
+// A service registers what it does on its [router.Router]:
+//
+//   - [RegisterWorker]: photo.uploaded → thumbnails in the store, and
+//     photo.processing.started, .progress, then .completed or .failed;
+//   - [RegisterNotifier]: photo.processing.completed and .failed → a
+//     photo.notification addressed to the photo's owner, for the browser;
+//   - [RegisterCleanup]: photo.deleted → the photo's thumbnails removed.
+//
+// Build the router with [RouterConfig] so that photo events are checked
+// against their schemas when handled and when published:
+//
+//	r, err := router.New(b, photo.RouterConfig(router.Config{}), logger)
+//	...
+//	err = photo.RegisterWorker(r, photo.WorkerConfig{Store: store})
+//
+// Several instances of a service that register the same set share its
+// consumer groups and split the events between them.
+//
 // # Concurrency
 //
 // All functions in this package are safe to call from many goroutines at once;
-// none of them keeps global state. A [DiskStore] is safe for concurrent use:
+// none of them keeps global state. The handlers run as the router runs them:
+// one event at a time per handler unless router.WithConcurrency says more. A [DiskStore] is safe for concurrent use:
 // concurrent Put calls for the same key each replace the file atomically, so a
 // reader sees one complete version, and the last rename wins.
 package photo
