@@ -20,7 +20,7 @@ test:
 
 ## test-cluster: the core, wildcard and fault tests against a 3-master Redis Cluster
 test-cluster:
-	scripts/with-redis.sh scripts/with-redis-cluster.sh $(GO) test $(TESTFLAGS) -tags cluster ./bus/ ./internal/...
+	scripts/with-redis.sh scripts/with-redis-cluster.sh $(GO) test $(TESTFLAGS) -tags cluster ./bus/ ./internal/redistest/
 
 ## test-faults: the fault-injection suite (crash, restart, cut, poison, slow handler)
 test-faults:
