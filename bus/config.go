@@ -180,8 +180,11 @@ type SubscriberConfig struct {
 	// process id and a random suffix, unique per Subscriber.
 	Consumer string
 
-	// BatchSize is the most entries read by one XREADGROUP (COUNT), and the
-	// bound on entries read but not yet acked. Default DefaultBatchSize.
+	// BatchSize bounds the entries read but not yet acked. A read asks for
+	// the room left, split between the subscription's streams (XREADGROUP's
+	// COUNT applies per stream) but at least one entry per stream, so a
+	// pattern that matches more streams than BatchSize may have up to one
+	// entry per stream read ahead. Default DefaultBatchSize.
 	BatchSize int
 	// Concurrency is how many messages may be delivered and unacked at once.
 	// With 1 (the default) a handler sees each stream's entries in order.
