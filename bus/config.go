@@ -276,7 +276,7 @@ func (c SubscriberConfig) Validate() error {
 		errs = append(errs, fmt.Errorf("BatchSize %d must be at least 1", c.BatchSize))
 	}
 	if c.Concurrency < 1 {
-		errs = append(errs, fmt.Errorf("Concurrency %d must be at least 1", c.Concurrency))
+		errs = append(errs, fmt.Errorf("SubscriberConfig.Concurrency %d must be at least 1", c.Concurrency))
 	}
 	if c.BlockTime < time.Millisecond {
 		errs = append(errs, fmt.Errorf("BlockTime %s must be at least 1ms", c.BlockTime))
