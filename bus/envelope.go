@@ -114,7 +114,7 @@ func (Marshaller) Unmarshal(values map[string]any) (*message.Message, error) {
 		}
 		return msg, nil
 	}
-	md := make(message.Metadata, len(values))
+	md := make(message.Metadata, len(values)+4) // room for the subscriber's own keys
 	var data string
 	for k, v := range values {
 		s, ok := v.(string)

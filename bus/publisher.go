@@ -52,7 +52,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if err := ValidateType(topic); err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := time.Now().UTC().Format(time.RFC3339Nano) // once per call, not per event
 	fields := make([][]any, len(msgs))
 	addressed := false
 	for i, msg := range msgs {
@@ -108,7 +108,7 @@ func (p *Publisher) xaddArgs(key string, fields []any) *redis.XAddArgs {
 }
 
 // prepare enriches msg in place and returns the stream fields to write.
-func (p *Publisher) prepare(topic string, msg *message.Message, now time.Time) ([]any, error) {
+func (p *Publisher) prepare(topic string, msg *message.Message, now string) ([]any, error) {
 	if msg.UUID == "" {
 		msg.UUID = watermill.NewUUID()
 	}
@@ -133,7 +133,7 @@ func (p *Publisher) prepare(topic string, msg *message.Message, now time.Time) (
 		md[AttrSource] = p.cfg.ServiceName
 	}
 	if t := md.Get(AttrTime); t == "" {
-		md[AttrTime] = now.Format(time.RFC3339Nano)
+		md[AttrTime] = now
 	} else if _, err := time.Parse(time.RFC3339Nano, t); err != nil {
 		return nil, fmt.Errorf("%w: time %q is not RFC 3339", ErrInvalidAttribute, t)
 	}
@@ -174,6 +174,9 @@ func IsAddressed(msg *message.Message) bool {
 // IsJSONContentType reports whether a datacontenttype denotes JSON
 // ("application/json", or any "+json" media type).
 func IsJSONContentType(ct string) bool {
+	if ct == DefaultContentType { // the common case, without parsing
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
 		return false
