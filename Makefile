@@ -6,7 +6,7 @@ BENCHSTAT    ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-
 TESTFLAGS    ?= -race -count=1 -timeout 20m
 BENCHTIME    ?= 2s
 
-.PHONY: all demo test test-cluster test-faults test-tls bench lint fuzz tidy
+.PHONY: all demo test test-cluster test-faults test-tls bench bench-gateway lint fuzz tidy
 
 all: lint test
 
@@ -35,6 +35,10 @@ test-tls:
 ## bench: the bus beside plain go-redis and plain watermill-redisstream, same run
 bench:
 	scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./bench/
+
+## bench-gateway: the SSE load run (1,000 clients, 1,000 events/s for 10 s) — a measurement, not a test
+bench-gateway:
+	scripts/with-redis.sh env EVENTBUS_GATEWAY_LOAD=1 $(GO) test -run '^TestGatewayLoad$$' -count=1 -v -timeout 5m ./bench/
 
 ## fuzz: each fuzz target for a bounded time
 FUZZTIME ?= 20s

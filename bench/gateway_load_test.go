@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/shared-infra/eventbus/bus"
@@ -37,7 +38,7 @@ const (
 	loadRate       = 1000 // events per second
 	loadTick       = 10 * time.Millisecond
 	loadDuration   = 10 * time.Second
-	loadDrain      = 15 * time.Second // most time to wait for the last deliveries
+	loadDrain      = 90 * time.Second // most time to wait for the last deliveries
 )
 
 var loadSecret = []byte("0123456789abcdef0123456789abcdef-load-secret")
@@ -51,9 +52,11 @@ type loadData struct {
 
 // loadClient is one SSE stream: the delivery latencies (ns) it saw.
 type loadClient struct {
-	lat    []int64
-	kinds  [3]int // deliveries of b, u, r
-	broken error  // the stream ended before the run did
+	lat      []int64
+	lastRecv int64     // UnixNano of the last delivery
+	kinds    [3]int    // deliveries of b, u, r
+	broken   error     // the stream ended before the run did
+	brokenAt time.Time // when
 }
 
 var (
@@ -64,13 +67,13 @@ var (
 // read parses the event stream: for each data line carrying loadData it
 // records receive time − publish time. It avoids decoding the JSON so that
 // the client side takes as little of the shared CPU as it can.
-func (c *loadClient) read(resp *http.Response, stopping *atomic.Bool) {
-	r := bufio.NewReaderSize(resp.Body, 64<<10)
+func (c *loadClient) read(resp *http.Response, stopping *atomic.Bool, total *atomic.Int64) {
+	r := bufio.NewReaderSize(resp.Body, 16<<10)
 	for {
 		line, err := r.ReadSlice('\n')
 		if err != nil {
 			if !stopping.Load() {
-				c.broken = err
+				c.broken, c.brokenAt = err, time.Now()
 			}
 			return
 		}
@@ -92,6 +95,8 @@ func (c *loadClient) read(resp *http.Response, stopping *atomic.Bool) {
 			continue
 		}
 		c.lat = append(c.lat, now-sent)
+		c.lastRecv = now
+		total.Add(1)
 		if k := bytes.Index(line, kindKey); k >= 0 && k+len(kindKey) < len(line) {
 			switch line[k+len(kindKey)] {
 			case 'b':
@@ -173,6 +178,7 @@ func TestGatewayLoad(t *testing.T) {
 	}}
 	clients := make([]*loadClient, loadClients)
 	var stopping atomic.Bool
+	var deliveredTotal atomic.Int64
 	var readers sync.WaitGroup
 	var bodies sync.Map // index → *http.Response
 	reqCtx, reqCancel := context.WithCancel(context.Background())
@@ -194,7 +200,7 @@ func TestGatewayLoad(t *testing.T) {
 		q.Set(gateway.AccessTokenParam, tok)
 		q.Set(gateway.RoomsParam, room)
 		u := srv.URL + gateway.StreamPath + "?" + q.Encode()
-		clients[i] = &loadClient{lat: make([]int64, 0, 4096)}
+		clients[i] = &loadClient{}
 		sem <- struct{}{}
 		dialing.Go(func() {
 			defer func() { <-sem }()
@@ -214,7 +220,7 @@ func TestGatewayLoad(t *testing.T) {
 				return
 			}
 			bodies.Store(i, resp)
-			readers.Go(func() { clients[i].read(resp, &stopping) })
+			readers.Go(func() { clients[i].read(resp, &stopping, &deliveredTotal) })
 		})
 	}
 	dialing.Wait()
@@ -237,12 +243,21 @@ func TestGatewayLoad(t *testing.T) {
 	var published [3]int
 	var pubErrs int
 	perTick := loadRate * int(loadTick) / int(time.Second)
+	maxBatch := 0
 	ticker := time.NewTicker(loadTick)
 	pubStart := time.Now()
 	n := 0
-	for time.Since(pubStart) < loadDuration {
+	total := loadRate * int(loadDuration/time.Second)
+	for n < total {
 		<-ticker.C
-		for range perTick {
+		// One batch: perTick events in one Publish call (one round trip).
+		// A publisher that fell behind (the ticker drops ticks) catches up
+		// with a larger batch, so the offered load stays loadRate.
+		due := min(total, int(time.Since(pubStart)*loadRate/time.Second)+perTick)
+		batch := max(0, due-n)
+		msgs := make([]*message.Message, 0, batch)
+		kinds := make([]int, 0, batch)
+		for range batch {
 			kind := n % 3
 			var opt bus.Option
 			var k string
@@ -255,11 +270,22 @@ func TestGatewayLoad(t *testing.T) {
 				opt, k = bus.WithRoom(fmt.Sprintf("r%d", (n/3)%loadRooms)), "r"
 			}
 			n++
-			_, err := bus.Publish(context.Background(), pub, "load.event", loadData{Sent: time.Now().UnixNano(), K: k}, opt)
+			msg, err := bus.NewMessage(context.Background(), loadData{Sent: time.Now().UnixNano(), K: k}, opt)
 			if err != nil {
-				pubErrs++
-				continue
+				t.Fatalf("NewMessage: %v", err)
 			}
+			msgs = append(msgs, msg)
+			kinds = append(kinds, kind)
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		maxBatch = max(maxBatch, len(msgs))
+		if err := pub.Publish("load.event", msgs...); err != nil {
+			pubErrs += len(msgs)
+			continue
+		}
+		for _, kind := range kinds {
 			published[kind]++
 		}
 	}
@@ -268,23 +294,15 @@ func TestGatewayLoad(t *testing.T) {
 	perKind := [3]int{loadClients, loadClients / loadUsers, loadClients / loadRooms}
 	expected := published[0]*perKind[0] + published[1]*perKind[1] + published[2]*perKind[2]
 
-	delivered := func() int {
-		// Racy read of slice lengths is avoided: count through the gateway's
-		// clients is not possible, so wait on a quiet period instead.
-		return 0
-	}
-	_ = delivered
-	// Wait for the tail: until the streams have been quiet, bounded.
-	time.Sleep(2 * time.Second)
+	// Wait for the tail: until every expected delivery arrived, or no
+	// delivery for 2 s, or loadDrain.
 	drainEnd := time.Now().Add(loadDrain)
-	prev := -1
-	for time.Now().Before(drainEnd) {
-		_, sys := heapNow()
-		if int(sys) == prev {
-			break
+	last, lastChange := deliveredTotal.Load(), time.Now()
+	for deliveredTotal.Load() < int64(expected) && time.Now().Before(drainEnd) && time.Since(lastChange) < 2*time.Second {
+		time.Sleep(50 * time.Millisecond)
+		if d := deliveredTotal.Load(); d != last {
+			last, lastChange = d, time.Now()
 		}
-		prev = int(sys)
-		time.Sleep(time.Second)
 	}
 	loadInuse, loadSys := heapNow()
 	stillConnected := g.Clients()
@@ -297,13 +315,17 @@ func TestGatewayLoad(t *testing.T) {
 	var all []int64
 	var kinds [3]int
 	broken := 0
+	var drops []time.Duration
+	var lastRecv int64
 	for _, c := range clients {
 		all = append(all, c.lat...)
 		for k := range kinds {
 			kinds[k] += c.kinds[k]
 		}
+		lastRecv = max(lastRecv, c.lastRecv)
 		if c.broken != nil {
 			broken++
+			drops = append(drops, c.brokenAt.Sub(pubStart))
 		}
 	}
 	slices.Sort(all)
@@ -322,13 +344,14 @@ func TestGatewayLoad(t *testing.T) {
 	var tb bytes.Buffer
 	fmt.Fprintf(&tb, "\n| measure | value |\n|---|---|\n")
 	fmt.Fprintf(&tb, "| clients (SSE on loopback) | %d (%d users, %d rooms), connected in %s |\n", loadClients, loadUsers, loadRooms, connectTime.Round(time.Millisecond))
-	fmt.Fprintf(&tb, "| events published | %d in %s (%.0f/s): %d broadcast, %d user, %d room; %d publish errors |\n",
+	fmt.Fprintf(&tb, "| events published | %d in %s (%.0f/s): %d broadcast, %d user, %d room; %d publish errors; largest batch %d |\n",
 		published[0]+published[1]+published[2], pubTime.Round(time.Millisecond),
-		float64(published[0]+published[1]+published[2])/pubTime.Seconds(), published[0], published[1], published[2], pubErrs)
+		float64(published[0]+published[1]+published[2])/pubTime.Seconds(), published[0], published[1], published[2], pubErrs, maxBatch)
 	fmt.Fprintf(&tb, "| deliveries | %d of %d expected (%.2f %%) |\n", len(all), expected, 100*float64(len(all))/float64(max(expected, 1)))
 	fmt.Fprintf(&tb, "| deliveries by kind | broadcast %d/%d, user %d/%d, room %d/%d |\n",
 		kinds[0], published[0]*perKind[0], kinds[1], published[1]*perKind[1], kinds[2], published[2]*perKind[2])
-	fmt.Fprintf(&tb, "| delivery rate | %.0f/s |\n", float64(len(all))/pubTime.Seconds())
+	span := time.Duration(lastRecv - pubStart.UnixNano())
+	fmt.Fprintf(&tb, "| delivery rate | %.0f/s (first publish to last delivery: %s) |\n", float64(len(all))/span.Seconds(), span.Round(time.Millisecond))
 	fmt.Fprintf(&tb, "| latency p50 | %s |\n| latency p99 | %s |\n| latency max | %s |\n", ms(pct(0.50)), ms(pct(0.99)), ms(maxLat))
 	fmt.Fprintf(&tb, "| streams ended early (dropped) | %d (gateway still reports %d clients) |\n", broken, stillConnected)
 	fmt.Fprintf(&tb, "| HeapInuse: baseline → 1,000 idle clients | %s → %s (+%s, %s per client) |\n",
@@ -337,6 +360,11 @@ func TestGatewayLoad(t *testing.T) {
 	fmt.Fprintf(&tb, "| Sys: baseline → 1,000 idle clients | %s → %s (+%s) |\n", mib(int64(baseSys)), mib(int64(idleSys)), mib(int64(idleSys)-int64(baseSys)))
 	fmt.Fprintf(&tb, "| HeapInuse / Sys after the run (incl. %d recorded latencies) | +%s / +%s over baseline |\n",
 		len(all), mib(int64(loadInuse)-int64(baseInuse)), mib(int64(loadSys)-int64(baseSys)))
+	if len(drops) > 0 {
+		slices.Sort(drops)
+		fmt.Fprintf(&tb, "| when streams ended (after publishing began) | first %s, median %s, last %s |\n",
+			drops[0].Round(time.Millisecond), drops[len(drops)/2].Round(time.Millisecond), drops[len(drops)-1].Round(time.Millisecond))
+	}
 	t.Log(tb.String())
 	if broken > 0 || len(all) < expected {
 		t.Logf("note: %d deliveries missing, %d streams dropped", expected-len(all), broken)
