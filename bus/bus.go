@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -93,8 +94,22 @@ func (b *Bus) NewSubscriber(cfg SubscriberConfig) (*Subscriber, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.onClose = b.forget
 	b.subs = append(b.subs, s)
 	return s, nil
+}
+
+// forget drops a closed subscriber, so that a long-running router that adds
+// and removes handlers does not keep every subscriber it ever made.
+func (b *Bus) forget(s *Subscriber) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, x := range b.subs {
+		if x == s {
+			b.subs = append(b.subs[:i], b.subs[i+1:]...)
+			return
+		}
+	}
 }
 
 // Close closes every subscriber made from the bus (draining in-flight
@@ -108,7 +123,7 @@ func (b *Bus) Close() error {
 		return nil
 	}
 	b.closed = true
-	subs := b.subs
+	subs := slices.Clone(b.subs) // each Close calls forget, which edits b.subs
 	b.mu.Unlock()
 
 	var errs []error

@@ -31,6 +31,7 @@ type Subscriber struct {
 	client  redis.UniversalClient
 	logger  watermill.LoggerAdapter
 	watcher *registryWatcher
+	onClose func(*Subscriber) // lets the Bus forget a closed subscriber
 
 	closing chan struct{}
 	mu      sync.Mutex
@@ -103,6 +104,9 @@ func (s *Subscriber) Close() error {
 	// Every call waits, so that a caller that closes the Redis client after
 	// Close returns (Bus.Close does) never cuts off another call's drain.
 	s.wg.Wait()
+	if s.onClose != nil {
+		s.onClose(s)
+	}
 	return nil
 }
 
