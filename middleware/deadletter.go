@@ -32,13 +32,21 @@ type DeadLetter struct {
 // dead-lettered: it is nacked and stays pending for another instance.
 func (d DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
+		// Only a failure goes through Watermill's PoisonQueue, which gets the
+		// handler's result replayed: success, nearly every event, costs no
+		// extra frames or allocations (see Retry.Middleware for why).
+		out, herr := h(msg)
+		if herr == nil {
+			return out, nil
+		}
+		replay := func(*message.Message) ([]*message.Message, error) { return out, herr }
 		pq, err := wmmw.PoisonQueueWithFilter(dlqPublisher{d}, "dead-letters", func(err error) bool {
 			return !errors.Is(err, context.Canceled) || msg.Context().Err() == nil
 		})
 		if err != nil { // only for an empty topic name, which this is not
 			panic(err)
 		}
-		return pq(h)(msg)
+		return pq(replay)(msg)
 	}
 }
 

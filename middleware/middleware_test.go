@@ -73,6 +73,48 @@ func TestRetryCountsAttemptsAndSkipsPermanentErrors(t *testing.T) {
 	assert.EqualValues(t, 1, calls.Load(), "a permanent error is not retried")
 }
 
+// The first attempt runs outside Watermill's Retry; these pin down that
+// the attempts a handler sees are the same as if Watermill made them all.
+func TestRetryFirstAttemptAndRecovery(t *testing.T) {
+	r := middleware.Retry{MaxAttempts: 3, InitialInterval: time.Millisecond, MaxInterval: 2 * time.Millisecond}
+
+	var seen []int
+	msg := event("a.b", "{}")
+	out, err := r.Middleware(func(m *message.Message) ([]*message.Message, error) {
+		seen = append(seen, middleware.Attempts(m))
+		return []*message.Message{message.NewMessage("produced", nil)}, nil
+	})(msg)
+	require.NoError(t, err)
+	assert.Equal(t, []int{1}, seen, "a success is one attempt")
+	require.Len(t, out, 1, "produced messages are returned")
+
+	seen = nil
+	var retried []int
+	r.OnRetry = func(_ *message.Message, attempt int, _ error) { retried = append(retried, attempt) }
+	_, err = r.Middleware(func(m *message.Message) ([]*message.Message, error) {
+		seen = append(seen, middleware.Attempts(m))
+		if len(seen) < 3 {
+			return nil, errors.New("transient")
+		}
+		return nil, nil
+	})(event("a.b", "{}"))
+	require.NoError(t, err, "the third attempt succeeds")
+	assert.Equal(t, []int{1, 2, 3}, seen)
+	assert.Equal(t, []int{1, 2}, retried)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	msg = event("a.b", "{}")
+	msg.SetContext(ctx)
+	called := false
+	_, err = r.Middleware(func(*message.Message) ([]*message.Message, error) {
+		called = true
+		return nil, nil
+	})(msg)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.False(t, called, "a handler whose context is already done is not called")
+}
+
 func TestValidator(t *testing.T) {
 	v, err := middleware.NewValidator(map[string][]byte{
 		"photo.uploaded": []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string"}}}`),

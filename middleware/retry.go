@@ -57,43 +57,100 @@ func (r Retry) withDefaults() Retry {
 }
 
 // Middleware implements message.HandlerMiddleware.
+//
+// The first attempt runs here, outside Watermill's Retry; only a failure
+// enters it, and it gets that first result back as its own first attempt,
+// so the retries, their backoff and ShouldRetry are Watermill's exactly as
+// if it had made the first call. Why: nearly every event succeeds at once,
+// and the handler chain runs on a new goroutine per event whose stack grows
+// by copying — Watermill's Retry and its backoff loop add a kilobyte of
+// frames and a few allocations to every event (docs/benchmarks.md).
 func (r Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	r = r.withDefaults()
 	return func(msg *message.Message) ([]*message.Message, error) {
-		attempt := 0
-		counted := func(m *message.Message) ([]*message.Message, error) {
-			attempt++
-			m.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
-			return h(m)
+		if msg.Context().Err() != nil {
+			return r.retry(msg, h, nil) // Watermill's Retry does not call h
 		}
-		var logger watermill.LoggerAdapter
-		if r.Logger != nil {
-			// Watermill's "Error occurred, retrying" line has no event fields of its own.
-			logger = r.Logger.With(EventLogFields(msg))
+		msg.Metadata.Set(MetaAttempt, "1")
+		out, err := h(msg)
+		if err == nil || IsPermanent(err) {
+			return out, err
 		}
-		wm := wmmw.Retry{
-			MaxRetries:          r.MaxAttempts - 1,
-			InitialInterval:     r.InitialInterval,
-			MaxInterval:         r.MaxInterval,
-			Multiplier:          r.Multiplier,
-			RandomizationFactor: r.Jitter,
-			Logger:              logger,
-			ShouldRetry: func(p wmmw.RetryParams) bool {
-				if IsPermanent(p.Err) {
-					return false
-				}
-				if r.OnRetry != nil && attempt < r.MaxAttempts {
-					r.OnRetry(msg, attempt, p.Err)
-				}
-				return true
-			},
-		}
-		return wm.Middleware(counted)(msg)
+		return r.retry(msg, h, &result{out, err})
 	}
+}
+
+// result is what one attempt returned.
+type result struct {
+	msgs []*message.Message
+	err  error
+}
+
+// retry runs h for msg under Watermill's Retry. first, when set, is the
+// result of the first attempt, already made: Watermill's first call gets it.
+func (r Retry) retry(msg *message.Message, h message.HandlerFunc, first *result) ([]*message.Message, error) {
+	attempt := 0
+	if first != nil {
+		attempt = 1
+	}
+	counted := func(m *message.Message) ([]*message.Message, error) {
+		if first != nil {
+			f := first
+			first = nil
+			return f.msgs, f.err
+		}
+		attempt++
+		m.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
+		return h(m)
+	}
+	var logger watermill.LoggerAdapter
+	if r.Logger != nil {
+		// Watermill's "Error occurred, retrying" line has no event fields of its own.
+		logger = eventLogger{r.Logger, msg}
+	}
+	wm := wmmw.Retry{
+		MaxRetries:          r.MaxAttempts - 1,
+		InitialInterval:     r.InitialInterval,
+		MaxInterval:         r.MaxInterval,
+		Multiplier:          r.Multiplier,
+		RandomizationFactor: r.Jitter,
+		Logger:              logger,
+		ShouldRetry: func(p wmmw.RetryParams) bool {
+			if IsPermanent(p.Err) {
+				return false
+			}
+			if r.OnRetry != nil && attempt < r.MaxAttempts {
+				r.OnRetry(msg, attempt, p.Err)
+			}
+			return true
+		},
+	}
+	return wm.Middleware(counted)(msg)
 }
 
 // Attempts returns the attempt number recorded by Retry (0 when none).
 func Attempts(msg *message.Message) int {
 	n, _ := strconv.Atoi(msg.Metadata.Get(MetaAttempt))
 	return n
+}
+
+// eventLogger adds EventLogFields(msg) to every line it logs. It computes
+// them only when it logs (a retry), not for every event handled.
+type eventLogger struct {
+	base watermill.LoggerAdapter
+	msg  *message.Message
+}
+
+func (l eventLogger) fields(f watermill.LogFields) watermill.LogFields {
+	return EventLogFields(l.msg).Add(f)
+}
+
+func (l eventLogger) Error(m string, err error, f watermill.LogFields) {
+	l.base.Error(m, err, l.fields(f))
+}
+func (l eventLogger) Info(m string, f watermill.LogFields)  { l.base.Info(m, l.fields(f)) }
+func (l eventLogger) Debug(m string, f watermill.LogFields) { l.base.Debug(m, l.fields(f)) }
+func (l eventLogger) Trace(m string, f watermill.LogFields) { l.base.Trace(m, l.fields(f)) }
+func (l eventLogger) With(f watermill.LogFields) watermill.LoggerAdapter {
+	return eventLogger{l.base.With(f), l.msg}
 }

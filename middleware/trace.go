@@ -25,16 +25,22 @@ const instrumentationName = "github.com/shared-infra/eventbus"
 type Tracing struct {
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
+	// noSpans is set for a nil TracerProvider: the middleware then only
+	// carries the trace context (what a no-op tracer's span would do) and
+	// builds no span, name or attributes for each event.
+	noSpans bool
 }
 
 // NewTracing returns a Tracing using tp (nil: no spans recorded).
 func NewTracing(tp trace.TracerProvider) *Tracing {
-	if tp == nil {
+	noSpans := tp == nil
+	if noSpans {
 		tp = noop.NewTracerProvider()
 	}
 	return &Tracing{
-		tracer: tp.Tracer(instrumentationName),
-		prop:   propagation.TraceContext{},
+		tracer:  tp.Tracer(instrumentationName),
+		prop:    propagation.TraceContext{},
+		noSpans: noSpans,
 	}
 }
 
@@ -82,27 +88,39 @@ func (t *Tracing) Middleware(h message.HandlerFunc) message.HandlerFunc {
 			corr = msg.UUID
 		}
 		ctx = WithParent(ctx, Parent{ID: msg.UUID, CorrelationID: corr})
-		typ := msg.Metadata.Get(bus.AttrType)
-		ctx, span := t.tracer.Start(ctx, "process "+typ, trace.WithSpanKind(trace.SpanKindConsumer),
-			trace.WithAttributes(
-				attribute.String("messaging.system", "redis"),
-				attribute.String("messaging.operation.type", "process"),
-				attribute.String("messaging.destination.name", typ),
-				attribute.String("messaging.message.id", msg.UUID),
-				attribute.String("messaging.consumer.group.name", msg.Metadata.Get(bus.MetaGroup)),
-				attribute.String("messaging.message.conversation_id", corr),
-				attribute.Int("eventbus.attempt", Attempts(msg)),
-			))
-		defer span.End()
 		msg.SetContext(ctx)
 		defer msg.SetContext(parent)
-		out, err := h(msg)
-		if err != nil {
-			span.RecordError(err)
-			span.SetStatus(codes.Error, err.Error())
+		if t.noSpans {
+			return h(msg)
 		}
-		return out, err
+		return t.process(ctx, msg, corr, h)
 	}
+}
+
+// process runs h for msg inside a "process <type>" span started from ctx.
+// It is a function of its own so that the span's attributes take stack
+// space only when spans are recorded: the handler chain runs on a fresh
+// goroutine per event, and a deep chain makes each of them grow its stack.
+func (t *Tracing) process(ctx context.Context, msg *message.Message, corr string, h message.HandlerFunc) ([]*message.Message, error) {
+	typ := msg.Metadata.Get(bus.AttrType)
+	ctx, span := t.tracer.Start(ctx, "process "+typ, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "redis"),
+			attribute.String("messaging.operation.type", "process"),
+			attribute.String("messaging.destination.name", typ),
+			attribute.String("messaging.message.id", msg.UUID),
+			attribute.String("messaging.consumer.group.name", msg.Metadata.Get(bus.MetaGroup)),
+			attribute.String("messaging.message.conversation_id", corr),
+			attribute.Int("eventbus.attempt", Attempts(msg)),
+		))
+	defer span.End()
+	msg.SetContext(ctx)
+	out, err := h(msg)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	return out, err
 }
 
 // Publisher returns pub wrapped so that each published event carries the
