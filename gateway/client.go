@@ -6,8 +6,11 @@ import (
 )
 
 // DefaultClientBuffer is the send buffer size NewClient uses when given a
-// size below 1.
-const DefaultClientBuffer = 64
+// size below 1, and the default of Config.ClientBuffer: how many events may
+// wait for one browser before it is disconnected. 256 is a full XREAD batch
+// of the push-stream reader, and at 1,000 events/s of which a third reach
+// every browser it is about 0.7 s of backlog.
+const DefaultClientBuffer = 256
 
 // OutEvent is one event on its way to a browser, in the shape the SSE
 // writer loop passes to [SSEWriter.WriteEvent].
@@ -66,6 +69,13 @@ func NewClient(p Principal, requested []string, buffer int) *Client {
 	if buffer < 1 {
 		buffer = DefaultClientBuffer
 	}
+	return newClient(p, requested, buffer)
+}
+
+// newClient is NewClient with the channel's capacity as given: the
+// gateway's own streams take their events from a sendQueue, and make their
+// Client with buffer 0 so that no channel buffer sits unused.
+func newClient(p Principal, requested []string, buffer int) *Client {
 	allowed, _ := ResolveRooms(p, requested)
 	c := &Client{
 		principal: Principal{User: p.User, Rooms: append([]string(nil), p.Rooms...)},
@@ -144,10 +154,15 @@ func (c *Client) Send(ev OutEvent) bool {
 	case c.send <- ev:
 		return true
 	default:
-		c.overflowed.Store(true)
-		c.Close(ErrSlowClient)
+		c.overflow()
 		return false
 	}
+}
+
+// overflow marks c as overflowed and closes it with ErrSlowClient.
+func (c *Client) overflow() {
+	c.overflowed.Store(true)
+	c.Close(ErrSlowClient)
 }
 
 // Events returns the channel the writer loop reads queued events from. It

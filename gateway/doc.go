@@ -29,11 +29,12 @@
 // concurrently through the bus publisher (safe for concurrent use).
 //
 // Each stream runs on its request's goroutine, which alone writes its
-// response. The push-stream reader runs on Run's goroutine and hands events
-// to streams through each [Client]'s bounded buffer without ever blocking:
-// a browser that falls more than Config.ClientBuffer events behind is
-// disconnected (and resumes on reconnect), so one slow browser never delays
-// the reader or the other browsers. Nothing the gateway calls back runs
+// response. The push-stream reader runs on Run's goroutine, renders each
+// event once, and hands it to streams through each stream's bounded queue
+// without ever blocking; a stream writes everything queued for it with one
+// flush per wake-up. A browser that falls more than Config.ClientBuffer
+// events behind is disconnected (and resumes on reconnect), so one slow
+// browser never delays the reader or the other browsers. Nothing the gateway calls back runs
 // concurrently with itself for one stream.
 //
 // The gateway never closes the bus or its Redis client: the caller owns

@@ -20,7 +20,9 @@ import (
 )
 
 const (
-	// hubReadCount is the COUNT of one XREAD of the push stream.
+	// hubReadCount is the largest COUNT of one XREAD of the push stream
+	// (lowered to Config.ClientBuffer when that is smaller, so that one
+	// read alone never overflows a stream that has written everything).
 	hubReadCount = 256
 	// Backoff of the push-stream reader after a Redis error.
 	hubMinBackoff = 50 * time.Millisecond
@@ -29,21 +31,23 @@ const (
 
 // hub is the one reader of the push stream per gateway process. It follows
 // the stream with XREAD BLOCK (no consumer group: every gateway process sees
-// every entry and nothing is acked) and offers each event to every
-// registered Client that wants it. Client.Send never blocks, so a slow
-// browser never slows the hub or the other browsers.
+// every entry and nothing is acked), renders each event once as an SSE
+// message, and queues it for every registered Client that wants it, through
+// that client's bounded sendQueue. Queueing never blocks, so a slow browser
+// never slows the hub or the other browsers.
 type hub struct {
 	client redis.UniversalClient
 	key    string
 	block  time.Duration
+	count  int64 // XREAD COUNT
 	logger watermill.LoggerAdapter
 
 	pos atomic.Pointer[streamID] // every event up to pos has been dispatched
 
 	mu      sync.RWMutex
-	clients map[*Client]struct{} // guarded by mu
-	started bool                 // guarded by mu
-	closed  bool                 // guarded by mu: no more clients are added
+	clients map[*Client]*sendQueue // guarded by mu
+	started bool                   // guarded by mu
+	closed  bool                   // guarded by mu: no more clients are added
 
 	running   chan struct{} // closed once run knows its starting position
 	done      chan struct{} // closed when run returns
@@ -51,13 +55,14 @@ type hub struct {
 	closeOnce sync.Once
 }
 
-func newHub(client redis.UniversalClient, key string, block time.Duration, logger watermill.LoggerAdapter) *hub {
+func newHub(client redis.UniversalClient, key string, block time.Duration, clientBuffer int, logger watermill.LoggerAdapter) *hub {
 	return &hub{
 		client:  client,
 		key:     key,
 		block:   block,
+		count:   int64(max(1, min(hubReadCount, clientBuffer))),
 		logger:  logger,
-		clients: make(map[*Client]struct{}),
+		clients: make(map[*Client]*sendQueue),
 		running: make(chan struct{}),
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
@@ -138,6 +143,7 @@ func (h *hub) loop(ctx context.Context) error {
 	close(h.running)
 
 	checkGap := false
+	var batch []pushFrame // reused: one XREAD's events
 	for {
 		pos := *h.pos.Load()
 		if checkGap {
@@ -161,7 +167,7 @@ func (h *hub) loop(ctx context.Context) error {
 		}
 		res, err := h.client.XRead(ctx, &redis.XReadArgs{
 			Streams: []string{h.key, pos.String()},
-			Count:   hubReadCount,
+			Count:   h.count,
 			Block:   h.block,
 		}).Result()
 		if ctx.Err() != nil {
@@ -180,6 +186,9 @@ func (h *hub) loop(ctx context.Context) error {
 			continue
 		}
 		backoff = 0
+		clear(batch)
+		batch = batch[:0]
+		last := pos
 		for _, s := range res {
 			for _, x := range s.Messages {
 				sid, err := parseStreamID(x.ID)
@@ -187,25 +196,37 @@ func (h *hub) loop(ctx context.Context) error {
 					h.logger.Error("Push stream entry with an invalid id", err, fields)
 					continue
 				}
-				if ev, err := decodePushEntry(x); err != nil {
+				last = sid
+				f, err := renderPushEntry(x, sid)
+				if err != nil {
 					h.logger.Info("Skipping a push stream entry that is not a valid event", fields.Add(watermill.LogFields{"entry": x.ID, "reason": err.Error()}))
-				} else {
-					h.dispatch(ev)
+					continue
 				}
-				h.pos.Store(&sid)
+				batch = append(batch, f)
 			}
 		}
+		h.dispatch(batch)
+		h.pos.Store(&last)
 	}
 }
 
-// dispatch offers ev to every client that wants it.
-func (h *hub) dispatch(ev pushEvent) {
-	out := OutEvent{ID: ev.id, Type: ev.typ, Data: ev.data}
+// dispatch queues the frames of batch, in order, for every client that
+// wants them: one lock and one wake-up per client and batch. A client
+// whose queue would overflow is closed with ErrSlowClient.
+func (h *hub) dispatch(batch []pushFrame) {
+	if len(batch) == 0 {
+		return
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for c := range h.clients {
-		if c.Wants(ev.room, ev.user, ev.broadcast) {
-			c.Send(out) // never blocks; closes c if its buffer is full
+	for c, q := range h.clients {
+		select {
+		case <-c.done:
+			continue // its stream is ending
+		default:
+		}
+		if !q.push(c, batch) {
+			c.overflow()
 		}
 	}
 }
@@ -225,14 +246,15 @@ func (h *hub) isRunning() bool {
 	}
 }
 
-// add registers c; it returns false once the hub is closed.
-func (h *hub) add(c *Client) bool {
+// add registers c, whose events the hub queues on q; it returns false once
+// the hub is closed.
+func (h *hub) add(c *Client, q *sendQueue) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
 		return false
 	}
-	h.clients[c] = struct{}{}
+	h.clients[c] = q
 	return true
 }
 
@@ -385,6 +407,25 @@ func streamInfoOf(ctx context.Context, c redis.UniversalClient, key string) (str
 func isNoSuchKey(err error) bool {
 	var rerr redis.Error
 	return errors.As(err, &rerr) && strings.Contains(strings.ToLower(rerr.Error()), "no such key")
+}
+
+// renderPushEntry decodes x (whose id is sid) and renders it as the SSE
+// message every stream that wants it is sent.
+func renderPushEntry(x redis.XMessage, sid streamID) (pushFrame, error) {
+	ev, err := decodePushEntry(x)
+	if err != nil {
+		return pushFrame{}, err
+	}
+	msg, err := appendEvent(make([]byte, 0, len(ev.id)+len(ev.typ)+len(ev.data)+32), ev.id, ev.typ, ev.data)
+	if err != nil {
+		return pushFrame{}, err
+	}
+	return pushFrame{
+		frame:     &frame{id: sid, msg: msg},
+		room:      ev.room,
+		user:      ev.user,
+		broadcast: ev.broadcast,
+	}, nil
 }
 
 // pushEvent is a push-stream entry decoded once for every browser.

@@ -89,8 +89,13 @@ type Config struct {
 	WriteTimeout time.Duration
 	// ClientBuffer is how many events may wait for one browser's writer. A
 	// browser that falls further behind is disconnected (it reconnects and
-	// resumes from its Last-Event-ID); it never slows the others. Default
-	// DefaultClientBuffer.
+	// resumes from its Last-Event-ID); it never slows the others. The queue
+	// holds pointers to events rendered once and shared by every browser,
+	// and grows only while a browser is behind, so a large value costs
+	// memory only for browsers that use it (8 bytes per waiting event, plus
+	// the events themselves). It also caps the COUNT of the push-stream
+	// reader's XREAD (256), so that one read never overflows a browser that
+	// is up to date. Default DefaultClientBuffer (256).
 	ClientBuffer int
 
 	// AllowedOrigins are the origins browsers may call the gateway from
@@ -269,7 +274,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 			return nil, err
 		}
 	}
-	g.hub = newHub(b.Client(), b.Config().PushKey(), cfg.ReadBlock, g.logger)
+	g.hub = newHub(b.Client(), b.Config().PushKey(), cfg.ReadBlock, cfg.ClientBuffer, g.logger)
 	g.mux.HandleFunc("POST "+EventsPath, g.serveEvents)
 	g.mux.HandleFunc("GET "+StreamPath, g.serveStream)
 	g.handler = CORS(cfg.AllowedOrigins, g.mux)

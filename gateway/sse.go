@@ -78,22 +78,65 @@ func NewSSEWriter(w http.ResponseWriter) (*SSEWriter, error) {
 // not contain NUL (browsers ignore such an id); such values are rejected
 // with an error before anything is written.
 func (s *SSEWriter) WriteEvent(id, event string, data []byte) error {
+	s.buf.Reset()
+	b, err := appendEvent(s.buf.AvailableBuffer(), id, event, data)
+	if err != nil {
+		return err
+	}
+	s.buf.Write(b)
+	return s.flush()
+}
+
+// appendEvent appends the SSE message that WriteEvent writes to dst and
+// returns the extended slice; dst is unchanged when id or event is invalid.
+// The push-stream reader renders each event once with it and shares the
+// bytes between every stream the event goes to.
+func appendEvent(dst []byte, id, event string, data []byte) ([]byte, error) {
 	if strings.ContainsAny(id, "\r\n\x00") {
-		return fmt.Errorf("gateway: sse: invalid event id %q: must not contain CR, LF or NUL", id)
+		return dst, fmt.Errorf("gateway: sse: invalid event id %q: must not contain CR, LF or NUL", id)
 	}
 	if strings.ContainsAny(event, "\r\n") {
-		return fmt.Errorf("gateway: sse: invalid event type %q: must not contain CR or LF", event)
+		return dst, fmt.Errorf("gateway: sse: invalid event type %q: must not contain CR or LF", event)
 	}
-	s.buf.Reset()
 	if id != "" {
-		s.field("id", id)
+		dst = appendField(dst, "id", id)
 	}
 	if event != "" {
-		s.field("event", event)
+		dst = appendField(dst, "event", event)
 	}
-	eachLine(data, func(line []byte) { s.fieldBytes("data", line) })
-	s.buf.WriteByte('\n')
-	return s.flush()
+	for {
+		i := bytes.IndexAny(data, "\r\n")
+		if i < 0 {
+			break
+		}
+		dst = appendDataLine(dst, data[:i])
+		if data[i] == '\r' && i+1 < len(data) && data[i+1] == '\n' {
+			i++
+		}
+		data = data[i+1:]
+	}
+	dst = appendDataLine(dst, data)
+	return append(dst, '\n'), nil
+}
+
+func appendField(dst []byte, name, value string) []byte {
+	dst = append(dst, name...)
+	if value != "" {
+		dst = append(dst, ": "...)
+		dst = append(dst, value...)
+	} else {
+		dst = append(dst, ':')
+	}
+	return append(dst, '\n')
+}
+
+func appendDataLine(dst, line []byte) []byte {
+	if len(line) == 0 {
+		return append(dst, "data:\n"...)
+	}
+	dst = append(dst, "data: "...)
+	dst = append(dst, line...)
+	return append(dst, '\n')
 }
 
 // WriteID writes an id field alone ("id: <id>" and a blank line) and
@@ -155,17 +198,6 @@ func (s *SSEWriter) field(name, value string) {
 	s.buf.WriteByte('\n')
 }
 
-func (s *SSEWriter) fieldBytes(name string, value []byte) {
-	s.buf.WriteString(name)
-	if len(value) > 0 {
-		s.buf.WriteString(": ")
-		s.buf.Write(value)
-	} else {
-		s.buf.WriteByte(':')
-	}
-	s.buf.WriteByte('\n')
-}
-
 func (s *SSEWriter) comment(text []byte) {
 	s.buf.WriteByte(':')
 	if len(text) > 0 {
@@ -194,9 +226,25 @@ func eachLine(b []byte, fn func([]byte)) {
 }
 
 func (s *SSEWriter) flush() error {
-	if _, err := s.w.Write(s.buf.Bytes()); err != nil {
+	if err := s.writeFrame(s.buf.Bytes()); err != nil {
+		return err
+	}
+	return s.flushNow()
+}
+
+// writeFrame writes b, one or more complete SSE messages, without flushing:
+// it lands in the response's buffers, and reaches the connection when they
+// fill or at the next flushNow. The writer loop writes every frame queued
+// for its stream this way and then flushes once.
+func (s *SSEWriter) writeFrame(b []byte) error {
+	if _, err := s.w.Write(b); err != nil {
 		return fmt.Errorf("gateway: sse: write: %w", err)
 	}
+	return nil
+}
+
+// flushNow sends what the response has buffered to the connection.
+func (s *SSEWriter) flushNow() error {
 	if err := s.rc.Flush(); err != nil {
 		return fmt.Errorf("gateway: sse: flush: %w", err)
 	}
