@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,12 +46,31 @@ type subscription struct {
 	streams []string
 	known   map[string]bool
 	cluster bool
+	// hot are the streams whose last read returned all it asked for: they
+	// probably hold more. While there are any, reads name only them (see
+	// read); acks may then be held back a little (acksDue).
+	hot       []string
+	hotNext   int // where the next read of hot streams starts
+	lastScan  time.Time
+	lastFlush time.Time
 
 	mu       sync.Mutex
 	inflight map[entryRef]struct{}
 	acks     map[string][]string
+	ackIDs   int // ids in acks
 	wake     chan struct{}
 }
+
+// While a subscription works through a backlog spread over many streams,
+// every read hands out about one entry per stream, and flushing the acks
+// before each read would cost Redis one XACK command per event. Acks are
+// then held until they average ackSpread ids per stream, or for at most
+// ackMaxDelay (they stay covered by the keepalive meanwhile; a crash in
+// that window redelivers those events, as it would any unacked one).
+const (
+	ackSpread   = 8
+	ackMaxDelay = 100 * time.Millisecond
+)
 
 func newSubscription(s *Subscriber, ctx context.Context, topic string, pattern bool) *subscription {
 	_, cluster := s.client.(*redis.ClusterClient)
@@ -210,7 +230,9 @@ func (sub *subscription) readLoop() {
 		sub.drainNewTypes(ctx)
 
 		if len(sub.streams) > 0 && sub.inflightCount() <= low {
-			sub.flushAcks(ctx)
+			if sub.acksDue(now) {
+				sub.flushAcks(ctx)
+			}
 			n, polled, err := sub.read(ctx)
 			if err != nil {
 				sub.s.logger.Error("Read failed, retrying", err, watermill.LogFields{"topic": sub.topic, "backoff": backoff.String()})
@@ -283,34 +305,57 @@ func (sub *subscription) recreateGroups(ctx context.Context) {
 	}
 }
 
-// read runs one XREADGROUP naming every stream of the subscription (on a
-// cluster, one per slot group, pipelined) and hands the entries over.
+// hotScanInterval bounds how long reads name only the hot streams: then one
+// read names every stream again, so that a stream which got busy meanwhile
+// is not starved by a backlog elsewhere.
+const hotScanInterval = 100 * time.Millisecond
+
+// read runs one XREADGROUP (on a cluster, one per slot group, pipelined)
+// and hands the entries over.
 //
-// COUNT applies to each stream, and Redis 7 has no cap across streams, so
-// the room is split between the streams (at least 1 each): one read returns
-// at most max(room, number of streams with new entries). Naming every stream
-// in one blocking read is what keeps the latency of a quiet stream low; the
-// over-read is harmless because in-flight entries are kept fresh by the
-// keepalive goroutine, never claimed by another consumer while queued here.
-// A single command blocks (BLOCK BlockTime); several slot groups are polled
-// without BLOCK, and read reports so.
+// Which streams it names: while some streams are hot (their last read
+// returned all it asked for), at most room of them, in turn, without BLOCK;
+// otherwise, and every hotScanInterval, all of the subscription's streams.
+// Why: COUNT applies to each stream and Redis 7 has no cap across streams,
+// so a read naming 1,000 busy streams returns up to 1,000 entries whatever
+// the room, and the reader then stalls handing them over while the
+// dispatcher runs dry. Naming every stream in one blocking read is what
+// keeps the latency of a quiet stream low when nothing is hot. The room is
+// split between the streams named (at least 1 each); entries read beyond
+// it are kept fresh by the keepalive goroutine, never claimed by another
+// consumer while queued here.
+//
+// A single command blocks (BLOCK BlockTime) when nothing is hot; several
+// slot groups are polled without BLOCK, and read reports so.
 func (sub *subscription) read(ctx context.Context) (n int, polled bool, err error) {
 	cfg := sub.s.cfg
 	room := cfg.BatchSize - sub.inflightCount()
-	count := max(1, room/len(sub.streams))
-	groups := [][]string{sub.streams}
+	streams, block := sub.streams, cfg.BlockTime
+	now := time.Now()
+	full := len(sub.hot) == 0 || now.Sub(sub.lastScan) >= min(hotScanInterval, cfg.BlockTime)
+	switch {
+	case !full:
+		streams, block = sub.nextHot(max(room, 1)), -1
+	case len(sub.hot) > 0:
+		block = -1 // a scan while busy: nothing to wait for
+	}
+	if full {
+		sub.lastScan = now
+	}
+	count := max(1, room/len(streams))
+	groups := [][]string{streams}
 	if sub.cluster {
-		groups = bySlot(sub.streams)
+		groups = bySlot(streams)
 	}
 	var results []redis.XStream
 	if len(groups) == 1 {
-		res, err := sub.s.client.XReadGroup(ctx, sub.readArgs(groups[0], count, cfg.BlockTime)).Result()
+		res, err := sub.s.client.XReadGroup(ctx, sub.readArgs(groups[0], count, block)).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return 0, false, err
 		}
 		results = res
 	} else {
-		polled = true
+		polled = block >= 0
 		pipe := sub.s.client.Pipeline()
 		cmds := make([]*redis.XStreamSliceCmd, len(groups))
 		for i, g := range groups {
@@ -334,8 +379,61 @@ func (sub *subscription) read(ctx context.Context) (n int, polled bool, err erro
 			ds = append(ds, delivery{stream: st.Stream, entry: e, count: 1})
 		}
 	}
+	sub.updateHot(streams, full, results, count)
 	sub.push(ds...)
 	return len(ds), polled, nil
+}
+
+// nextHot returns up to k hot streams, taking turns.
+func (sub *subscription) nextHot(k int) []string {
+	if k >= len(sub.hot) {
+		sub.hotNext = 0
+		return sub.hot
+	}
+	i := sub.hotNext % len(sub.hot)
+	sub.hotNext = i + k
+	if i+k <= len(sub.hot) {
+		return sub.hot[i : i+k]
+	}
+	return append(slices.Clone(sub.hot[i:]), sub.hot[:i+k-len(sub.hot)]...)
+}
+
+// updateHot records what a read naming streams (every stream, when full)
+// and asking count entries of each returned: a stream that gave count
+// entries is hot, one that gave fewer is not.
+func (sub *subscription) updateHot(named []string, full bool, results []redis.XStream, count int) {
+	busy := make(map[string]bool, len(results))
+	for _, st := range results {
+		if len(st.Messages) >= count {
+			busy[st.Stream] = true
+		}
+	}
+	if full {
+		var hot []string
+		for _, k := range sub.streams {
+			if busy[k] {
+				hot = append(hot, k)
+			}
+		}
+		sub.hot, sub.hotNext = hot, 0
+		return
+	}
+	idle := make(map[string]bool, len(named))
+	for _, k := range named {
+		if !busy[k] {
+			idle[k] = true
+		}
+	}
+	if len(idle) == 0 {
+		return
+	}
+	hot := make([]string, 0, len(sub.hot)-len(idle))
+	for _, k := range sub.hot {
+		if !idle[k] {
+			hot = append(hot, k)
+		}
+	}
+	sub.hot = hot
 }
 
 func bySlot(streams []string) [][]string {
@@ -417,6 +515,7 @@ func (sub *subscription) done(d delivery, ack bool) {
 	delete(sub.inflight, entryRef{d.stream, d.entry.ID})
 	if ack {
 		sub.acks[d.stream] = append(sub.acks[d.stream], d.entry.ID)
+		sub.ackIDs++
 	}
 	n := len(sub.inflight)
 	sub.mu.Unlock()
@@ -428,6 +527,18 @@ func (sub *subscription) done(d delivery, ack bool) {
 	}
 }
 
+// acksDue reports whether the reader should flush the acks before its next
+// read: always, unless it is working through a backlog (see ackSpread).
+func (sub *subscription) acksDue(now time.Time) bool {
+	if len(sub.hot) == 0 {
+		return true
+	}
+	sub.mu.Lock()
+	ids, streams := sub.ackIDs, len(sub.acks)
+	sub.mu.Unlock()
+	return ids >= ackSpread*streams || now.Sub(sub.lastFlush) >= ackMaxDelay
+}
+
 // flushAcks sends the buffered acks, one XACK per stream, pipelined.
 func (sub *subscription) flushAcks(ctx context.Context) {
 	sub.mu.Lock()
@@ -435,9 +546,10 @@ func (sub *subscription) flushAcks(ctx context.Context) {
 		sub.mu.Unlock()
 		return
 	}
-	acks := sub.acks
-	sub.acks = make(map[string][]string, len(acks))
+	acks, n := sub.acks, sub.ackIDs
+	sub.acks, sub.ackIDs = make(map[string][]string, len(acks)), 0
 	sub.mu.Unlock()
+	sub.lastFlush = time.Now()
 	var err error
 	if len(acks) == 1 {
 		for stream, ids := range acks {
@@ -457,6 +569,7 @@ func (sub *subscription) flushAcks(ctx context.Context) {
 		for stream, ids := range acks {
 			sub.acks[stream] = append(ids, sub.acks[stream]...)
 		}
+		sub.ackIDs += n
 		sub.mu.Unlock()
 		sub.s.logger.Error("Ack failed; retrying with the next flush", err, watermill.LogFields{"topic": sub.topic})
 	}

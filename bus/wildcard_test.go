@@ -873,3 +873,51 @@ func TestWildcardReadOverManyStreamsIsBoundedPerStream(t *testing.T) {
 	rest := receive(t, ch, 2*streams-1, 10*time.Second)
 	assert.Len(t, rest, 2*streams-1)
 }
+
+// While one stream's backlog is read (it is "hot": reads name only it), a
+// quiet stream's new event is still picked up by the periodic read of every
+// stream, long before the backlog is drained.
+func TestWildcardBacklogDoesNotStarveAQuietStream(t *testing.T) {
+	const backlog = 20_000
+	b := newTestBus(t)
+	ctx := ctxT(t)
+	pub := b.Publisher()
+	publishN(t, pub, "starve.quiet", 1)
+	for i := 0; i < backlog; i += 500 {
+		msgs := make([]*message.Message, 500)
+		for j := range msgs {
+			msgs[j] = newEvent(i + j)
+		}
+		require.NoError(t, pub.Publish("starve.big", msgs...))
+	}
+	cfg := fastSub("starve")
+	cfg.BatchSize = 10
+	sub, err := b.NewSubscriber(cfg)
+	require.NoError(t, err)
+	ch, err := sub.Subscribe(ctx, "starve.*")
+	require.NoError(t, err)
+
+	late := newEvent(-1)
+	bigSeen, published := 0, false
+	deadline := time.After(time.Minute)
+	for {
+		select {
+		case m := <-ch:
+			m.Ack()
+			if m.UUID == late.UUID {
+				t.Logf("the quiet stream's event came after %d of %d backlog events", bigSeen, backlog)
+				assert.Less(t, bigSeen, backlog, "the backlog starved the quiet stream")
+				return
+			}
+			if m.Metadata.Get(bus.MetaTopic) == "starve.big" {
+				bigSeen++
+			}
+			if !published && bigSeen > 0 {
+				require.NoError(t, pub.Publish("starve.quiet", late))
+				published = true
+			}
+		case <-deadline:
+			t.Fatalf("the quiet stream's event never came (%d backlog events seen)", bigSeen)
+		}
+	}
+}
