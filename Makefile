@@ -6,7 +6,7 @@ BENCHSTAT    ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-
 TESTFLAGS    ?= -race -count=1 -timeout 20m
 BENCHTIME    ?= 2s
 
-.PHONY: all demo test test-cluster test-faults test-tls bench bench-gateway lint fuzz tidy
+.PHONY: all demo test test-cluster test-faults test-tls bench bench-go bench-gateway lint fuzz tidy
 
 all: lint test
 
@@ -32,13 +32,18 @@ test-tls:
 	  scripts/redis-tls.sh start "$$dir" && set -a && . "$$dir/env" && set +a && \
 	  $(GO) test $(TESTFLAGS) -tags tls -run TLS ./bus/
 
-## bench: the bus beside plain go-redis and plain watermill-redisstream, same run
+## bench: the bus beside plain go-redis and plain watermill-redisstream in one run, with the ratio table (eventbus bench)
+BENCHFLAGS   ?= --events 20000 --latency-samples 2000 --rounds 5 --idle-streams 10000
 bench:
+	scripts/with-redis.sh $(GO) run ./cmd/eventbus bench $(BENCHFLAGS)
+
+## bench-go: the same scenarios as go test benchmarks, for benchstat (make bench-go > old.txt)
+bench-go:
 	scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./bench/
 
-## bench-gateway: the SSE load run (1,000 clients, 1,000 events/s for 10 s) — a measurement, not a test
+## bench-gateway: the SSE load run (gateway in a process of its own; 1,000 clients, 1,000 events/s for 10 s) — a measurement, not a test
 bench-gateway:
-	scripts/with-redis.sh env EVENTBUS_GATEWAY_LOAD=1 $(GO) test -run '^TestGatewayLoad$$' -count=1 -v -timeout 5m ./bench/
+	scripts/with-redis.sh $(GO) run ./bench/gatewayload
 
 ## fuzz: each fuzz target for a bounded time
 FUZZTIME ?= 20s

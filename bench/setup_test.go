@@ -2,12 +2,14 @@ package bench_test
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/shared-infra/eventbus/bench"
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
@@ -22,11 +24,11 @@ func TestFieldsMatchBus(t *testing.T) {
 	ctx := context.Background()
 	client, prefix := redistest.Client(t), redistest.Prefix(t)
 	b := newBus(t, client, prefix)
-	if err := b.Publisher().Publish(evType, message.NewMessage(watermill.NewUUID(), payload)); err != nil {
+	if err := b.Publisher().Publish(bench.EventType, message.NewMessage(watermill.NewUUID(), bench.Payload)); err != nil {
 		t.Fatal(err)
 	}
-	key := b.Config().StreamKey(evType)
-	if err := client.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: busFields(evType)}).Err(); err != nil {
+	key := b.Config().StreamKey(bench.EventType)
+	if err := client.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: bench.BusFields(bench.EventType)}).Err(); err != nil {
 		t.Fatal(err)
 	}
 	entries, err := client.XRange(ctx, key, "-", "+").Result()
@@ -53,18 +55,21 @@ func TestFieldsMatchBus(t *testing.T) {
 }
 
 func TestEndToEndSetupsDeliver(t *testing.T) {
-	for _, s := range e2eSetups {
-		t.Run(s.name, func(t *testing.T) {
-			r, c := s.setup(t, 250) // more than one bus batch
-			runUntil(t, r, c)
+	for _, name := range bench.EndToEndVariants {
+		t.Run(name, func(t *testing.T) {
+			c, err := bench.NewEndToEnd(t.Context(), target(t), name, 250) // more than one bus batch
+			must(t, err)
+			if m := consume(t, c); m.Events != 250 || m.Elapsed <= 0 || m.Conns == 0 {
+				t.Errorf("measurement %+v, want 250 events, a time and connections", m)
+			}
 		})
 	}
 }
 
 func TestLatencySetupsDeliver(t *testing.T) {
-	for _, s := range latSetups {
-		t.Run(s.name, func(t *testing.T) {
-			lat := roundTrips(t, s.setup, 20, func() {})
+	for _, name := range bench.LatencyVariants {
+		t.Run(name, func(t *testing.T) {
+			lat := roundTrips(t, name, 20, func() {})
 			for i, d := range lat {
 				if d <= 0 {
 					t.Errorf("round trip %d: %v", i, d)
@@ -75,13 +80,32 @@ func TestLatencySetupsDeliver(t *testing.T) {
 }
 
 func TestPatternSetupDelivers(t *testing.T) {
-	r, c, admin, name := setupPattern(t, 500, 50)
-	x := start(r)
-	x.wait(t, c)
-	conns := connCount(t, admin, name)
-	x.stop(t)
-	if conns == 0 {
-		t.Errorf("no connection named %s seen: CLIENT SETNAME not applied?", name)
+	c, err := bench.NewPattern(t.Context(), target(t), 50, 500)
+	must(t, err)
+	m := consume(t, c)
+	if m.Conns == 0 {
+		t.Error("no named connection seen: CLIENT SETNAME not applied?")
 	}
-	t.Logf("pattern over 50 streams held %d connections", conns)
+	t.Logf("pattern over 50 streams held %d connections", m.Conns)
+}
+
+func TestPublishersPublish(t *testing.T) {
+	for _, name := range slices.Concat(bench.PublishVariants, bench.BatchVariants) {
+		t.Run(name, func(t *testing.T) {
+			tg := target(t)
+			p, err := bench.NewPublisher(t.Context(), tg, name)
+			must(t, err)
+			defer p.Close()
+			must(t, p.Publish(t.Context()))
+			n, err := redistest.Client(t).XLen(t.Context(), tg.Prefix()+bench.EventType).Result()
+			must(t, err)
+			want := int64(p.PerCall)
+			if name == bench.PublishBus || name == bench.PublishBusBatch {
+				want++ // the set-up's registering publish
+			}
+			if n != want {
+				t.Errorf("stream holds %d entries after one call, want %d", n, want)
+			}
+		})
+	}
 }

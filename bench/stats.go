@@ -1,12 +1,23 @@
 // Package bench compares the bus with plain go-redis and plain
-// watermill-redisstream, in one `go test -bench` run against one Redis
-// (`make bench`). The benchmarks live in bench_test.go; this file holds the
-// small pure helpers they share. docs/benchmarks.md has the results and what
-// they mean.
+// watermill-redisstream on one Redis, in one process and one run.
 //
-// The benchmarks need a single Redis (REDIS_URL, default
-// redis://127.0.0.1:6379/0); connection counts use CLIENT LIST, which a Redis
-// Cluster answers per node, so they are not meant for a cluster.
+// Run runs every scenario in rounds and returns a Report with each variant's
+// throughput, CPU per event, latencies and connections, and the ratios
+// against their targets; Report.WriteTable prints it and it marshals to JSON.
+// `eventbus bench` and `make bench` call Run. The scenarios are built with
+// NewPublisher, NewEndToEnd, NewPattern, NewRoundTripper and NewIdleStreams;
+// the go test benchmarks in bench_test.go (`make bench-go`, for benchstat)
+// are thin wrappers over the same constructors. docs/benchmarks.md has the
+// results and what they mean.
+//
+// Everything needs a single Redis: connection counts use CLIENT LIST and the
+// idle scenario INFO commandstats, which a Redis Cluster answers per node
+// (ErrCluster). Run writes only under its own prefix and deletes it at the
+// end; it still loads the Redis it is pointed at, so never point it at a
+// production Redis.
+//
+// Concurrency: Run and each scenario value are used from one goroutine;
+// separate runs may go on concurrently under separate prefixes.
 package bench
 
 import (
