@@ -41,7 +41,12 @@ func TestPubSub(t *testing.T) {
 			ClaimInterval: time.Second,
 			ClaimMinIdle:  3 * time.Second,
 			NackDelay:     -1,
-			CloseTimeout:  5 * time.Second,
+			// TestConcurrentSubscribe reads 5,000 of the events its 50
+			// subscribers (each its own group) deliver, leaves the rest
+			// unacked in their channels, then closes them one after the
+			// other: each Close drains for CloseTimeout. 5 s made that
+			// one test take 250 s.
+			CloseTimeout: 500 * time.Millisecond,
 		})
 		require.NoError(t, err)
 		return b.Publisher(), sub
