@@ -86,6 +86,7 @@ func TestHelpHasExamples(t *testing.T) {
 		{"--help"}, {"publish", "--help"}, {"tail", "--help"}, {"stats", "--help"},
 		{"dlq", "--help"}, {"dlq", "list", "--help"}, {"dlq", "show", "--help"},
 		{"dlq", "redrive", "--help"}, {"dlq", "purge", "--help"}, {"serve", "--help"}, {"demo", "--help"},
+		{"bench", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			t.Parallel()

@@ -1,6 +1,8 @@
 // Command eventbus is the command-line tool of the event bus: it publishes
 // events, follows them live, shows handler lag and pending counts, and manages
-// the dead-letter queue, all against the Redis the services use.
+// the dead-letter queue, all against the Redis the services use. It also runs
+// the HTTP gateway (serve), the photo pipeline demo (demo) and the benchmark
+// of the bus beside plain go-redis and watermill-redisstream (bench).
 //
 //	eventbus publish photo.uploaded '{"photoId":"p-42"}' --subject p-42
 //	eventbus tail 'photo.>'

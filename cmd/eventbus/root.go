@@ -125,7 +125,8 @@ func newRootCmd(g *globals) *cobra.Command {
 
 It publishes events, follows them live, shows each handler's lag and pending
 count, and manages the dead-letter queue, against the Redis the services use.
-It also runs the HTTP gateway (serve) and the photo pipeline demo (demo).
+It also runs the HTTP gateway (serve), the photo pipeline demo (demo) and the
+benchmark of the bus against plain go-redis and watermill-redisstream (bench).
 
 Event types are dot-separated tokens of [a-z0-9_-], e.g. photo.uploaded.
 Patterns follow NATS subjects: '*' matches exactly one token, '>' one or more
@@ -150,6 +151,9 @@ JSON).`,
 
   # The photo pipeline end to end, on an embedded Redis
   eventbus demo
+
+  # Benchmark the bus on a Redis of your own (never a production one)
+  eventbus bench --rounds 3
 
   # The HTTP gateway (ingress and server-sent events)
   EVENTBUS_JWT_SECRET=... EVENTBUS_API_KEYS=... eventbus serve --listen :8080
