@@ -3,6 +3,10 @@ package gateway_test
 import (
 	"fmt"
 	"net/http/httptest"
+	"os"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/shared-infra/eventbus/gateway"
 )
@@ -48,4 +52,22 @@ func ExampleResolveRooms() {
 	// true
 	// false
 	// true
+}
+
+func ExampleNewIngressPublisher() {
+	pub, err := gateway.NewIngressPublisher(gateway.IngressPublisherConfig{
+		URL:    "https://events.example.com" + gateway.EventsPath,
+		Token:  os.Getenv("EVENTBUS_API_KEY"),
+		Source: "/billing",
+	}, watermill.NewSlogLogger(nil))
+	if err != nil {
+		panic(err)
+	}
+	msg := message.NewMessage(watermill.NewUUID(), []byte(`{"invoice":"i-7"}`))
+	msg.Metadata.Set("datacontenttype", "application/json")
+	msg.Metadata.Set("user", "alice") // addressed: alice's browsers get it
+	// One binary-mode CloudEvent per message; the topic is the event type.
+	if err := pub.Publish("invoice.paid", msg); err != nil {
+		fmt.Println("not published:", err)
+	}
 }

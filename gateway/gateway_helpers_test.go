@@ -43,7 +43,8 @@ type envOpts struct {
 	gw     func(*gateway.Config)
 	bus    func(*bus.Config)
 	noRun  bool
-	client redis.UniversalClient // the bus's client; default the test Redis
+	client redis.UniversalClient   // the bus's client; default the test Redis
+	logger watermill.LoggerAdapter // the gateway's; default none
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -71,7 +72,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.gw != nil {
 		o.gw(&gc)
 	}
-	g, err := gateway.New(b, gc, watermill.NopLogger{})
+	g, err := gateway.New(b, gc, o.logger)
 	require.NoError(t, err)
 	srv := httptest.NewServer(g.Handler())
 	t.Cleanup(srv.Close)

@@ -138,9 +138,9 @@ func MessageFromEvent(e event.Event) (*message.Message, error) {
 // is its topic.
 //
 // Its signature is watermill-http's UnmarshalMessageFunc, so it can feed a
-// watermill-http Subscriber. The gateway's own ingress does not use that
-// Subscriber (see docs/gateway.md): it needs to answer each POST with the
-// outcome of the publish.
+// watermill-http Subscriber of one's own, one event per request. The
+// gateway's ingress uses a richer one (it also takes batches, and answers
+// with the ids or a JSON error; see docs/gateway.md).
 func UnmarshalCloudEvent(_ string, r *http.Request) (*message.Message, error) {
 	e, err := cehttp.NewEventFromHTTPRequest(r)
 	if err != nil {
@@ -179,7 +179,10 @@ func parseError(err error) *FieldError {
 	return fieldErr("", fmt.Errorf("%w: not a valid CloudEvent: %v", bus.ErrInvalidAttribute, err))
 }
 
-// serveEvents is POST /v1/events. See docs/gateway.md.
+// serveEvents is POST /v1/events. See docs/gateway.md. It answers what
+// the gateway decides before any decoding (401/403, 429, 413 on the body
+// size, 503 while closing), reads the body, and hands the request to the
+// watermill-http Subscriber's route (transport.go), which answers the rest.
 func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	p, err := g.ingress.Authenticate(r)
 	if err != nil {
@@ -208,26 +211,12 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 
-	msgs, status, fe := g.readEvents(r, body)
-	if fe != nil {
-		writeError(w, status, fe.Field, fe.Err.Error()+"; nothing was published")
+	if !g.transport.enter() {
+		w.Header().Set("Retry-After", "1")
+		writeError(w, http.StatusServiceUnavailable, "", "the gateway is shutting down: retry later; nothing was published")
 		return
 	}
-	if done, err := g.publish(msgs); err != nil {
-		g.writePublishError(w, err, done, len(msgs))
-		return
-	}
-	ids := make([]string, len(msgs))
-	for i, m := range msgs {
-		ids[i] = m.UUID
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusAccepted)
-	_ = json.NewEncoder(w).Encode(struct {
-		IDs []string `json:"ids"`
-	}{ids})
+	g.transport.serve(w, r, &ingressCall{body: body})
 }
 
 // readEvents decodes the body into messages, every one checked against
@@ -358,41 +347,36 @@ func (g *Gateway) publish(msgs []*message.Message) (int, error) {
 	return len(msgs), nil
 }
 
-// writePublishError answers for a failed publish: 400/413 for what the
+// publishFailure is the answer to a failed publish: 400/413 for what the
 // bus refused (nothing written), 503 when Redis is unavailable, 500 for any
 // other Redis error. Details of Redis errors are logged, not sent.
-func (g *Gateway) writePublishError(w http.ResponseWriter, err error, done, total int) {
-	var (
-		status int
-		field  string
-		msg    string
-	)
+func (g *Gateway) publishFailure(err error, done, total int) *answer {
+	a := &answer{}
 	switch {
 	case errors.Is(err, bus.ErrInvalidType):
-		status, field = http.StatusBadRequest, bus.AttrType
+		a.status, a.field = http.StatusBadRequest, bus.AttrType
 	case errors.Is(err, bus.ErrInvalidData):
-		status, field = http.StatusBadRequest, bus.FieldData
+		a.status, a.field = http.StatusBadRequest, bus.FieldData
 	case errors.Is(err, bus.ErrEventTooLarge):
-		status, field = http.StatusRequestEntityTooLarge, bus.FieldData
+		a.status, a.field = http.StatusRequestEntityTooLarge, bus.FieldData
 	case errors.Is(err, bus.ErrInvalidAttribute):
-		status = http.StatusBadRequest
+		a.status = http.StatusBadRequest
 	case errors.Is(err, bus.ErrClosed), !isPermanentRedisError(err):
-		status, msg = http.StatusServiceUnavailable, "the event store is unavailable: retry later"
-		w.Header().Set("Retry-After", "1")
+		a.status, a.message, a.retryAfter = http.StatusServiceUnavailable, "the event store is unavailable: retry later", "1"
 	default:
-		status, msg = http.StatusInternalServerError, "the event store refused the events"
+		a.status, a.message = http.StatusInternalServerError, "the event store refused the events"
 	}
-	if msg == "" {
-		msg = err.Error()
+	if a.message == "" {
+		a.message = err.Error()
 	} else {
 		g.logger.Error("Ingress publish failed", err, watermill.LogFields{"published": done, "events": total})
 	}
 	if done == 0 {
-		msg += "; nothing was published"
+		a.message += "; nothing was published"
 	} else {
-		msg += fmt.Sprintf("; events 1 to %d of %d were published, the rest were not", done, total)
+		a.message += fmt.Sprintf("; events 1 to %d of %d were published, the rest were not", done, total)
 	}
-	writeError(w, status, field, msg)
+	return a
 }
 
 // isPermanentRedisError reports whether err is an error reply from Redis

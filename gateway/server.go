@@ -229,6 +229,10 @@ type Gateway struct {
 	limiter *RateLimiter // nil when rate limiting is disabled
 	hub     *hub
 
+	// transport is the ingress route: a watermill-http Subscriber and the
+	// goroutines that publish its messages (transport.go).
+	transport *ingressTransport
+
 	mux     *http.ServeMux
 	handler http.Handler
 }
@@ -236,7 +240,10 @@ type Gateway struct {
 // New validates cfg and returns a Gateway publishing through and streaming
 // from b. It does not contact Redis. Call Run (or ListenAndServe) to start
 // the push-stream reader; the stream endpoint answers 503 until it runs.
-// The gateway never closes b. A nil logger logs nothing.
+// Ingress needs no Run: the first ingress request starts the goroutine that
+// handles the ingress Subscriber's messages, and Close stops it. The gateway
+// never closes b. A nil logger logs nothing; the logger is also the ingress
+// Subscriber's (watermill-http logs each refused request at Info level).
 func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, error) {
 	if b == nil {
 		return nil, errors.New("gateway: New: the bus is nil")
@@ -275,6 +282,10 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 		}
 	}
 	g.hub = newHub(b.Client(), b.Config().PushKey(), cfg.ReadBlock, cfg.ClientBuffer, g.logger)
+	g.transport, err = newIngressTransport(g.unmarshalRequest, g.handleIngress, g.logger)
+	if err != nil {
+		return nil, err
+	}
 	g.mux.HandleFunc("POST "+EventsPath, g.serveEvents)
 	g.mux.HandleFunc("GET "+StreamPath, g.serveStream)
 	g.handler = CORS(cfg.AllowedOrigins, g.mux)
@@ -320,10 +331,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 // Close stops the push-stream reader and closes every open stream (their
-// browsers reconnect elsewhere and resume). It waits for the reader for up to
-// Config.CloseTimeout. It never closes the bus. Safe to call more than once.
+// browsers reconnect elsewhere and resume), and stops ingress: from then on
+// POST /v1/events answers 503, the requests already being published are
+// answered, and then the ingress Subscriber is closed. It waits for the
+// reader and for those requests for up to Config.CloseTimeout each. It never
+// closes the bus. Safe to call more than once.
 func (g *Gateway) Close() error {
-	return g.hub.close(g.cfg.CloseTimeout)
+	return errors.Join(g.hub.close(g.cfg.CloseTimeout), g.transport.close(g.cfg.CloseTimeout))
 }
 
 // ListenAndServe serves Handler on Config.ListenAddr and runs the
