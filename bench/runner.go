@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/shared-infra/eventbus/internal/rediskeys"
 )
 
 // Defaults of Options. A zero field takes its default.
@@ -201,7 +203,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 	err = runSteps(ctx, t, opts, rep)
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
-	if cerr := deletePrefix(cctx, t.admin, t.prefix); cerr != nil {
+	if cerr := rediskeys.DeletePrefix(cctx, t.admin, t.prefix); cerr != nil {
 		err = errors.Join(err, fmt.Errorf("%w (%s*): %w", ErrCleanup, t.prefix, cerr))
 	}
 	if err != nil {
@@ -237,7 +239,7 @@ func runSteps(ctx context.Context, t *Target, opts Options, rep *Report) error {
 		sub := t.sub(fmt.Sprintf("r%d-%s", s.round, strings.ToLower(strings.ReplaceAll(s.variant, "/", "-"))))
 		m, err := s.run(ctx, sub)
 		if err == nil {
-			err = deletePrefix(ctx, t.admin, sub.prefix) // keep Redis's memory small between steps
+			err = rediskeys.DeletePrefix(ctx, t.admin, sub.prefix) // keep Redis's memory small between steps
 		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

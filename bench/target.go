@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/shared-infra/eventbus/internal/rediskeys"
 )
 
 // ErrCluster is returned for a Redis Cluster (a *redis.ClusterClient, or a
@@ -18,7 +20,7 @@ var ErrCluster = errors.New("a Redis Cluster is not supported (CLIENT LIST and I
 // *redis.Client nor a *redis.ClusterClient (a *redis.Ring, say).
 var ErrUnsupportedClient = errors.New("unsupported Redis client: use a *redis.Client (redis.NewClient, redis.NewFailoverClient)")
 
-// scanCount is the COUNT hint of the SCAN that deletes a prefix's keys.
+// scanCount is the COUNT hint of the SCAN that looks for a prefix's keys.
 const scanCount = 1000
 
 // Target is the Redis the scenarios run on and the key prefix they write
@@ -104,7 +106,7 @@ func infoField(info, field string) string {
 func hasKeys(ctx context.Context, c *redis.Client, prefix string) (bool, error) {
 	var cursor uint64
 	for {
-		keys, next, err := c.Scan(ctx, cursor, escapeGlob(prefix)+"*", scanCount).Result()
+		keys, next, err := c.Scan(ctx, cursor, rediskeys.Pattern(prefix), scanCount).Result()
 		if err != nil {
 			return false, fmt.Errorf("SCAN %s*: %w", prefix, err)
 		}
@@ -116,39 +118,4 @@ func hasKeys(ctx context.Context, c *redis.Client, prefix string) (bool, error) 
 		}
 		cursor = next
 	}
-}
-
-// deletePrefix deletes every key that starts with prefix (SCAN MATCH, then
-// UNLINK, one pipeline per SCAN page).
-func deletePrefix(ctx context.Context, c *redis.Client, prefix string) error {
-	var cursor uint64
-	for {
-		keys, next, err := c.Scan(ctx, cursor, escapeGlob(prefix)+"*", scanCount).Result()
-		if err != nil {
-			return fmt.Errorf("SCAN %s*: %w", prefix, err)
-		}
-		if len(keys) > 0 {
-			if err := c.Unlink(ctx, keys...).Err(); err != nil {
-				return fmt.Errorf("UNLINK %d keys under %s: %w", len(keys), prefix, err)
-			}
-		}
-		if next == 0 {
-			return nil
-		}
-		cursor = next
-	}
-}
-
-// escapeGlob escapes the characters special to Redis glob patterns, so that
-// a prefix matches literally.
-func escapeGlob(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch r {
-		case '*', '?', '[', ']', '\\':
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

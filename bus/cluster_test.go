@@ -27,30 +27,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/logtest"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
-
-// clusterLogger is a watermill.LoggerAdapter that records Error calls.
-type clusterLogger struct {
-	mu     sync.Mutex
-	errors []string
-}
-
-func (l *clusterLogger) Error(msg string, err error, fields watermill.LogFields) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.errors = append(l.errors, fmt.Sprintf("%s: %v %v", msg, err, fields))
-}
-func (l *clusterLogger) Info(string, watermill.LogFields)                 {}
-func (l *clusterLogger) Debug(string, watermill.LogFields)                {}
-func (l *clusterLogger) Trace(string, watermill.LogFields)                {}
-func (l *clusterLogger) With(watermill.LogFields) watermill.LoggerAdapter { return l }
-
-func (l *clusterLogger) logged() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.errors...)
-}
 
 // keyChecker is a go-redis hook that records, for every command the bus
 // sends, the keys it names (for the multi-key commands the bus uses) and any
@@ -132,6 +111,25 @@ func clusterClient(t *testing.T) *redis.ClusterClient {
 	return c
 }
 
+// checkedClusterClient returns clusterClient(t) with a keyChecker hooked in.
+func checkedClusterClient(t *testing.T) (*redis.ClusterClient, *keyChecker) {
+	t.Helper()
+	c := clusterClient(t)
+	checker := &keyChecker{}
+	c.AddHook(checker)
+	return c, checker
+}
+
+// newClusterBus returns a bus of service "cluster" on c under prefix, logging
+// to logger (nil: none), closed at cleanup.
+func newClusterBus(t *testing.T, c *redis.ClusterClient, prefix string, logger watermill.LoggerAdapter) *bus.Bus {
+	t.Helper()
+	b, err := bus.New(bus.Config{ServiceName: "cluster", Client: c, StreamPrefix: prefix}, logger)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
 // masterOf maps every slot to its master (CLUSTER SHARDS), as "ip:port".
 func masterOf(t *testing.T, c *redis.ClusterClient) func(slot int64) string {
 	t.Helper()
@@ -204,14 +202,10 @@ func sameSlotTypes(prefix, base string) (string, string) {
 // and to types that appear after it all arrive, and no error is logged (the
 // cluster rejects a command whose keys span slots with CROSSSLOT).
 func TestClusterPatternOverAllMasters(t *testing.T) {
-	c := clusterClient(t)
-	checker := &keyChecker{}
-	c.AddHook(checker)
+	c, checker := checkedClusterClient(t)
 	prefix := redistest.Prefix(t)
-	logger := &clusterLogger{}
-	b, err := bus.New(bus.Config{ServiceName: "cluster", Client: c, StreamPrefix: prefix}, logger)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
+	logger := &logtest.Recorder{}
+	b := newClusterBus(t, c, prefix, logger)
 	ctx := ctxT(t)
 
 	types, perMaster := clusterTypes(t, c, prefix, "cl.many", 38)
@@ -263,7 +257,7 @@ func TestClusterPatternOverAllMasters(t *testing.T) {
 	for id := range want {
 		assert.Positive(t, got[id], "event %s not received", id)
 	}
-	assert.Empty(t, logger.logged(), "errors logged by the bus")
+	assert.Empty(t, logger.Errors(), "errors logged by the bus")
 
 	// Every XREADGROUP named streams of one slot only.
 	errs, multiKey, commands := checker.snapshot()
@@ -292,14 +286,10 @@ func TestClusterPatternOverAllMasters(t *testing.T) {
 // keepalive of a slow handler, claim of a dead consumer's entries) and checks
 // that no command was rejected for spanning slots and nothing was logged.
 func TestClusterEveryCommandOneSlot(t *testing.T) {
-	c := clusterClient(t)
-	checker := &keyChecker{}
-	c.AddHook(checker)
+	c, checker := checkedClusterClient(t)
 	prefix := redistest.Prefix(t)
-	logger := &clusterLogger{}
-	b, err := bus.New(bus.Config{ServiceName: "cluster", Client: c, StreamPrefix: prefix}, logger)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
+	logger := &logtest.Recorder{}
+	b := newClusterBus(t, c, prefix, logger)
 	ctx := ctxT(t)
 	types, perMaster := clusterTypes(t, c, prefix, "cl.cmd", 12)
 	require.Len(t, perMaster, 3)
@@ -376,7 +366,7 @@ func TestClusterEveryCommandOneSlot(t *testing.T) {
 	}, 5*time.Second, 20*time.Millisecond, "entries left pending")
 	require.NoError(t, sub.Close())
 
-	assert.Empty(t, logger.logged(), "errors logged by the bus")
+	assert.Empty(t, logger.Errors(), "errors logged by the bus")
 	errs, _, commands := checker.snapshot()
 	assert.Empty(t, errs, "cross-slot or redirect errors")
 	var names []string
@@ -397,9 +387,7 @@ func TestClusterEveryCommandOneSlot(t *testing.T) {
 func TestClusterReadHonorsBatchSize(t *testing.T) {
 	c := clusterClient(t)
 	prefix := redistest.Prefix(t)
-	b, err := bus.New(bus.Config{ServiceName: "cluster", Client: c, StreamPrefix: prefix}, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
+	b := newClusterBus(t, c, prefix, nil)
 	ctx := ctxT(t)
 	types, _ := clusterTypes(t, c, prefix, "cl.bound", 30)
 	for _, typ := range types {

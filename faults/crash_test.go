@@ -102,14 +102,12 @@ func TestConsumerCrash(t *testing.T) {
 	x := newRow(t, "consumer crash: SIGKILL of a consumer process mid-batch")
 	client := redistest.Client(t)
 	prefix := redistest.Prefix(t)
-	b := newBus(t, client, prefix, nil)
 	const (
 		topic = "fault.crash"
 		group = "crash"
 		n     = 400
 	)
-	key := b.Config().StreamKey(topic)
-	tr := newTracker()
+	b, key, tr := setup(t, client, prefix, topic, nil)
 
 	// The group exists (from the first entry) before anything is published.
 	require.NoError(t, client.XGroupCreateMkStream(t.Context(), key, group, "0").Err())

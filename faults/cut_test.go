@@ -3,10 +3,8 @@
 package faults
 
 import (
-	"context"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,35 +15,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
-	"github.com/shared-infra/eventbus/internal/faultproxy"
+	"github.com/shared-infra/eventbus/internal/logtest"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
-
-// viaProxy returns a direct client to the test Redis (the single one at
-// REDIS_URL: a proxy in front of a cluster node would be bypassed by MOVED
-// redirects), a fault proxy in front of it, and a client through the proxy
-// with faultClientOptions.
-func viaProxy(t *testing.T) (direct redis.UniversalClient, p *faultproxy.Proxy, proxied *redis.Client) {
-	t.Helper()
-	opts, err := redis.ParseURL(redistest.URL())
-	require.NoError(t, err, "REDIS_URL")
-	direct = redis.NewClient(opts)
-	t.Cleanup(func() { _ = direct.Close() })
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
-	defer cancel()
-	if err := direct.Ping(ctx).Err(); err != nil {
-		t.Fatalf("no Redis at %s: run `make test-faults` (it starts one), or start redis-server, or set REDIS_URL: %v", opts.Addr, err)
-	}
-	p, err = faultproxy.New(opts.Addr)
-	require.NoError(t, err)
-	t.Cleanup(func() { assert.NoError(t, p.Close()) })
-	po := faultClientOptions(p.Addr())
-	po.DB, po.Username, po.Password = opts.DB, opts.Username, opts.Password
-	po.ClientName = "faults-" + watermill.NewShortUUID()[:8] // to find its connections in CLIENT LIST
-	proxied = redis.NewClient(po)
-	t.Cleanup(func() { _ = proxied.Close() })
-	return direct, p, proxied
-}
 
 // TestConnectionCutUnderLoad cuts every connection of the bus (publisher and
 // subscriber share one client, through a fault proxy) three times, then
@@ -53,31 +25,11 @@ func viaProxy(t *testing.T) (direct redis.UniversalClient, p *faultproxy.Proxy, 
 func TestConnectionCutUnderLoad(t *testing.T) {
 	x := newRow(t, "connection cut ×3, then stall 1 s (fault proxy)")
 	direct, proxy, proxied := viaProxy(t)
-	prefix := redistest.Prefix(t)
-	logger := &recLogger{}
-	b := newBus(t, proxied, prefix, logger)
+	logger := &logtest.Recorder{}
 	const topic = "fault.cut"
-	key := b.Config().StreamKey(topic)
-	tr := newTracker()
-
-	cfg := bus.SubscriberConfig{
-		ConsumerGroup: "cut",
-		BlockTime:     100 * time.Millisecond,
-		ClaimInterval: 500 * time.Millisecond,
-		ClaimMinIdle:  2 * time.Second,
-		CloseTimeout:  2 * time.Second,
-	}
-	_, ch := subscribe(t, b, cfg, topic)
-	go consume(ch, tr, 0)
-
-	ctx, stopPublishing := context.WithCancel(context.Background())
-	var pubDone sync.WaitGroup
-	pubDone.Add(1)
-	go func() {
-		defer pubDone.Done()
-		publishLoop(ctx, b.Publisher(), topic, tr, 2*time.Millisecond, time.Second)
-	}()
-	t.Cleanup(func() { stopPublishing(); pubDone.Wait() })
+	b, key, tr := setup(t, proxied, redistest.Prefix(t), topic, logger)
+	cfg := loadConfig("cut")
+	stopPublishing := startLoad(t, b, cfg, topic, tr)
 
 	time.Sleep(time.Second)
 	var cutRecovery time.Duration
@@ -93,7 +45,6 @@ func TestConnectionCutUnderLoad(t *testing.T) {
 	proxy.SetStalled(false)
 	time.Sleep(2 * time.Second)
 	stopPublishing()
-	pubDone.Wait()
 
 	missing := tr.waitAllHandled(10 * time.Second)
 	lost := tr.fill(x)
@@ -102,7 +53,7 @@ func TestConnectionCutUnderLoad(t *testing.T) {
 	assert.GreaterOrEqual(t, stallRecovery, time.Duration(0), "nothing handled after the stall")
 	pending := waitNoPending(t, direct, key, cfg.ConsumerGroup, 5*time.Second)
 	assert.Zero(t, pending, "entries left pending in the group (%d read-error and %d ack-failure log lines)",
-		logger.countErrors("Read failed"), logger.countErrors("Ack failed"))
+		logger.CountErrors("Read failed"), logger.CountErrors("Ack failed"))
 
 	_, _, failedButHandled := tr.stats()
 	tr.mu.Lock()
@@ -129,11 +80,9 @@ func TestLostReadReply(t *testing.T) {
 	x := newRow(t, "connection cut while an XREADGROUP reply is in flight")
 	direct, proxy, proxied := viaProxy(t)
 	prefix := redistest.Prefix(t)
-	b := newBus(t, proxied, prefix, nil)
-	pubBus := newBus(t, direct, prefix, nil)
 	const topic = "fault.lostreply"
-	key := b.Config().StreamKey(topic)
-	tr := newTracker()
+	b, key, tr := setup(t, proxied, prefix, topic, nil)
+	pubBus := newBus(t, direct, prefix, nil)
 
 	cfg := bus.SubscriberConfig{
 		ConsumerGroup: "lostreply",
@@ -200,20 +149,11 @@ func TestLostReadReply(t *testing.T) {
 func TestFailedAckIsRetried(t *testing.T) {
 	x := newRow(t, "XACK fails (connection cut, refused 300 ms)")
 	direct, proxy, proxied := viaProxy(t)
-	prefix := redistest.Prefix(t)
-	logger := &recLogger{}
-	b := newBus(t, proxied, prefix, logger)
+	logger := &logtest.Recorder{}
 	const topic = "fault.ack"
-	key := b.Config().StreamKey(topic)
-	tr := newTracker()
-
-	cfg := bus.SubscriberConfig{
-		ConsumerGroup: "ack",
-		BlockTime:     100 * time.Millisecond,
-		ClaimInterval: 200 * time.Millisecond,
-		ClaimMinIdle:  time.Second,
-		CloseTimeout:  2 * time.Second,
-	}
+	b, key, tr := setup(t, proxied, redistest.Prefix(t), topic, logger)
+	cfg := loadConfig("ack")
+	cfg.ClaimInterval, cfg.ClaimMinIdle = 200*time.Millisecond, time.Second
 	_, ch := subscribe(t, b, cfg, topic)
 	msg := message.NewMessage(watermill.NewUUID(), []byte(`{"n":1}`))
 	err := b.Publisher().Publish(topic, msg)
@@ -230,7 +170,7 @@ func TestFailedAckIsRetried(t *testing.T) {
 	proxy.SetRefusing(true)
 	proxy.CutAll()
 	got.Ack()
-	require.Eventually(t, func() bool { return logger.countErrors("Ack failed") > 0 }, 3*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { return logger.CountErrors("Ack failed") > 0 }, 3*time.Second, 10*time.Millisecond,
 		"the ack never failed; the test did not set up its fault")
 	time.Sleep(300 * time.Millisecond)
 	proxy.SetRefusing(false)

@@ -4,7 +4,6 @@ package faults
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -16,7 +15,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
-	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
 )
@@ -300,76 +298,4 @@ func waitNoPending(t *testing.T, c redis.UniversalClient, key, group string, tim
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// recLogger is a watermill.LoggerAdapter that records Error calls.
-type recLogger struct {
-	mu     sync.Mutex
-	errors []string
-}
-
-func (l *recLogger) Error(msg string, err error, fields watermill.LogFields) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.errors = append(l.errors, fmt.Sprintf("%s: %v %v", msg, err, fields))
-}
-func (l *recLogger) Info(string, watermill.LogFields)  {}
-func (l *recLogger) Debug(string, watermill.LogFields) {}
-func (l *recLogger) Trace(string, watermill.LogFields) {}
-func (l *recLogger) With(watermill.LogFields) watermill.LoggerAdapter {
-	return l
-}
-
-func (l *recLogger) errorsLogged() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return append([]string(nil), l.errors...)
-}
-
-// countErrors returns how many recorded errors contain s.
-func (l *recLogger) countErrors(s string) int {
-	n := 0
-	for _, e := range l.errorsLogged() {
-		if strings.Contains(e, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// newBus returns a bus on client with the given prefix, closed at cleanup.
-func newBus(t *testing.T, client redis.UniversalClient, prefix string, logger watermill.LoggerAdapter) *bus.Bus {
-	t.Helper()
-	if logger == nil {
-		logger = watermill.NopLogger{}
-	}
-	b, err := bus.New(bus.Config{ServiceName: "faults", Client: client, StreamPrefix: prefix}, logger)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	return b
-}
-
-// subscribe subscribes a new subscriber of b to topic and closes it at cleanup
-// (bounded: a stuck Close fails the test instead of hanging it).
-func subscribe(t *testing.T, b *bus.Bus, cfg bus.SubscriberConfig, topic string) (*bus.Subscriber, <-chan *message.Message) {
-	t.Helper()
-	sub, err := b.NewSubscriber(cfg)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	ch, err := sub.Subscribe(ctx, topic)
-	require.NoError(t, err)
-	t.Cleanup(func() {
-		cancel()
-		done := make(chan error, 1)
-		go func() { done <- sub.Close() }()
-		select {
-		case err := <-done:
-			if err != nil && !errors.Is(err, bus.ErrClosed) {
-				t.Errorf("closing the subscriber: %v", err)
-			}
-		case <-time.After(cfg.CloseTimeout + 10*time.Second):
-			t.Errorf("subscriber Close did not return within %s", cfg.CloseTimeout+10*time.Second)
-		}
-	})
-	return sub, ch
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/redistest"
+	"github.com/shared-infra/eventbus/internal/routertest"
 	"github.com/shared-infra/eventbus/middleware"
 	"github.com/shared-infra/eventbus/router"
 )
@@ -59,11 +60,8 @@ func validAttrs(typ string) []any {
 func TestPoisonEntries(t *testing.T) {
 	x := newRow(t, "poison entries (raw XADD) among valid events")
 	client := redistest.Client(t)
-	prefix := redistest.Prefix(t)
-	b := newBus(t, client, prefix, nil)
 	const topic = "fault.poison"
-	key := b.Config().StreamKey(topic)
-	tr := newTracker()
+	b, key, tr := setup(t, client, redistest.Prefix(t), topic, nil)
 
 	cfg := bus.SubscriberConfig{ConsumerGroup: "poison", BlockTime: 20 * time.Millisecond, CloseTimeout: 2 * time.Second}
 	_, ch := subscribe(t, b, cfg, topic)
@@ -155,11 +153,8 @@ func TestPoisonEntries(t *testing.T) {
 func TestPoisonDeadLetteredByRouter(t *testing.T) {
 	x := newRow(t, "poison entries through the router: dead-lettered")
 	client := redistest.Client(t)
-	prefix := redistest.Prefix(t)
-	b := newBus(t, client, prefix, nil)
 	const topic = "fault.poisonr"
-	key := b.Config().StreamKey(topic)
-	tr := newTracker()
+	b, key, tr := setup(t, client, redistest.Prefix(t), topic, nil)
 
 	r, err := router.New(b, router.Config{
 		Retry:          middleware.Retry{MaxAttempts: 2, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond},
@@ -186,25 +181,7 @@ func TestPoisonDeadLetteredByRouter(t *testing.T) {
 		}
 		return nil
 	}))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		_ = r.Close()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("router did not stop in 10 s")
-		}
-	})
-	select {
-	case <-r.Running():
-	case err := <-done:
-		t.Fatalf("router did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("router did not start in 10 s")
-	}
+	routertest.Start(t, r)
 
 	const valid = 30
 	for i := range valid {

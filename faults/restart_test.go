@@ -3,9 +3,7 @@
 package faults
 
 import (
-	"context"
 	"fmt"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -13,32 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 
-	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/logtest"
 )
-
-// faultClientOptions are the go-redis options the fault tests give the bus's
-// client (see docs/reliability.md, "Client options"):
-//
-//   - DialTimeout, ReadTimeout, WriteTimeout 1 s: a dead or stalled server
-//     shows up as an error within a second instead of the 3 s (read) default.
-//     Blocking XREADGROUPs are not cut short by ReadTimeout: go-redis waits
-//     BLOCK + 10 s for them.
-//   - ContextTimeoutEnabled: a Publish returns by its context's deadline.
-//   - MaxRetries -1: go-redis does not retry a command on its own. A retried
-//     XADD whose first reply was lost (not whose request was lost) writes the
-//     event twice; without retries the publisher sees the error and decides.
-//     The subscriber needs no help: it retries reads with exponential backoff,
-//     and entries whose XACK failed are delivered again.
-func faultClientOptions(addr string) *redis.Options {
-	return &redis.Options{
-		Addr:                  addr,
-		DialTimeout:           time.Second,
-		ReadTimeout:           time.Second,
-		WriteTimeout:          time.Second,
-		ContextTimeoutEnabled: true,
-		MaxRetries:            -1,
-	}
-}
 
 // TestRedisRestartUnderLoad shuts the Redis server down (SIGTERM) while events
 // are being published and consumed, and starts it again ~1 s later on the same
@@ -51,30 +25,11 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	srv := startRedisServer(t, dir, 0)
 	client := redis.NewClient(faultClientOptions(srv.addr()))
 	t.Cleanup(func() { _ = client.Close() })
-	logger := &recLogger{}
-	b := newBus(t, client, "faults:restart:", logger)
+	logger := &logtest.Recorder{}
 	const topic = "fault.restart"
-	key := b.Config().StreamKey(topic)
-	tr := newTracker()
-
-	cfg := bus.SubscriberConfig{
-		ConsumerGroup: "restart",
-		BlockTime:     100 * time.Millisecond,
-		ClaimInterval: 500 * time.Millisecond,
-		ClaimMinIdle:  2 * time.Second,
-		CloseTimeout:  2 * time.Second,
-	}
-	_, ch := subscribe(t, b, cfg, topic)
-	go consume(ch, tr, 0)
-
-	ctx, stopPublishing := context.WithCancel(context.Background())
-	var pubDone sync.WaitGroup
-	pubDone.Add(1)
-	go func() {
-		defer pubDone.Done()
-		publishLoop(ctx, b.Publisher(), topic, tr, 2*time.Millisecond, time.Second)
-	}()
-	t.Cleanup(func() { stopPublishing(); pubDone.Wait() })
+	b, key, tr := setup(t, client, "faults:restart:", topic, logger)
+	cfg := loadConfig("restart")
+	stopPublishing := startLoad(t, b, cfg, topic, tr)
 
 	time.Sleep(1500 * time.Millisecond)
 	tr.mu.Lock()
@@ -91,7 +46,6 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	upAt := time.Now()
 	time.Sleep(2500 * time.Millisecond)
 	stopPublishing()
-	pubDone.Wait()
 
 	missing := tr.waitAllHandled(10 * time.Second)
 	lost := tr.fill(x)
@@ -102,7 +56,7 @@ func TestRedisRestartUnderLoad(t *testing.T) {
 	assert.GreaterOrEqual(t, handledRecovery, time.Duration(0), "nothing handled after the restart")
 	pending := waitNoPending(t, client, key, cfg.ConsumerGroup, 5*time.Second)
 	assert.Zero(t, pending, "entries left pending in the group after the restart (%d read-error and %d ack-failure log lines)",
-		logger.countErrors("Read failed"), logger.countErrors("Ack failed"))
+		logger.CountErrors("Read failed"), logger.CountErrors("Ack failed"))
 
 	_, _, failedButHandled := tr.stats()
 	x.Recovery = fmtDur(handledRecovery)

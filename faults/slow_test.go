@@ -26,17 +26,15 @@ import (
 func TestSlowHandlerIsNotClaimed(t *testing.T) {
 	x := newRow(t, "slow handler (2.5 s) vs ClaimMinIdle 600 ms, second consumer claiming every 100 ms")
 	prefix := redistest.Prefix(t)
-	// Two clients, as two instances of a service would have.
-	slowBus := newBus(t, redistest.Client(t), prefix, nil)
-	otherBus := newBus(t, redistest.Client(t), prefix, nil)
 	const (
 		topic = "fault.slow"
 		group = "slow"
 		n     = 2
 		work  = 2500 * time.Millisecond
 	)
-	key := slowBus.Config().StreamKey(topic)
-	tr := newTracker()
+	// Two clients, as two instances of a service would have.
+	slowBus, key, tr := setup(t, redistest.Client(t), prefix, topic, nil)
+	otherBus := newBus(t, redistest.Client(t), prefix, nil)
 	cfg := func(consumer string) bus.SubscriberConfig {
 		return bus.SubscriberConfig{
 			ConsumerGroup: group,

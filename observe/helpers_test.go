@@ -2,7 +2,6 @@ package observe_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -19,7 +18,7 @@ import (
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/redistest"
-	"github.com/shared-infra/eventbus/middleware"
+	"github.com/shared-infra/eventbus/internal/routertest"
 	"github.com/shared-infra/eventbus/observe"
 	"github.com/shared-infra/eventbus/router"
 )
@@ -36,13 +35,12 @@ func newBus(t *testing.T) *bus.Bus {
 	return b
 }
 
+// fastConfig is routertest.FastConfig with pattern subscriptions resyncing
+// every 100 ms.
 func fastConfig() router.Config {
-	return router.Config{
-		Retry:          middleware.Retry{MaxAttempts: 3, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond},
-		HandlerTimeout: 5 * time.Second,
-		CloseTimeout:   3 * time.Second,
-		Subscriber:     bus.SubscriberConfig{BlockTime: 20 * time.Millisecond, ClaimInterval: 100 * time.Millisecond, ClaimMinIdle: 500 * time.Millisecond, ResyncInterval: 100 * time.Millisecond},
-	}
+	cfg := routertest.FastConfig()
+	cfg.Subscriber.ResyncInterval = 100 * time.Millisecond
+	return cfg
 }
 
 // newObserver returns an observer of r on a fresh pedantic registry, and a
@@ -59,26 +57,6 @@ func newObserver(t *testing.T, r *router.Router, cfg observe.Config, logger wate
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	return obs, reg, srv
-}
-
-// start runs r until the test ends.
-func start(t *testing.T, r *router.Router) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	select {
-	case <-r.Running():
-	case err := <-done:
-		t.Fatalf("router did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("router did not start in 10s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = r.Close()
-		<-done
-	})
 }
 
 // get fetches path from srv and returns the status code and body.

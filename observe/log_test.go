@@ -21,6 +21,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/routertest"
 	"github.com/shared-infra/eventbus/middleware"
 	"github.com/shared-infra/eventbus/observe"
 	"github.com/shared-infra/eventbus/router"
@@ -102,7 +103,7 @@ func TestLogLinesAboutAnEventCarryItsIDTypeHandlerAndTraceID(t *testing.T) {
 		}
 		return nil
 	}))
-	start(t, r)
+	routertest.Start(t, r)
 	ids := map[string]bool{}
 	for i := range 3 {
 		id, err := bus.Publish(context.Background(), r.Publisher(), "log.job", job{N: i})

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/routertest"
 	"github.com/shared-infra/eventbus/observe"
 	"github.com/shared-infra/eventbus/router"
 )
@@ -66,7 +67,7 @@ func TestStatsAndMetricsReportAScriptedRunExactly(t *testing.T) {
 	})))
 	// A second handler on a pattern: its lag is read through the type registry.
 	require.NoError(t, r.AddHandler("audit", "obs.>", func(context.Context, *message.Message) error { return nil }))
-	start(t, r)
+	routertest.Start(t, r)
 
 	pub := obs.Publisher(r.Publisher())
 	for i := range n {
@@ -208,7 +209,7 @@ func TestLagGrowsWhileAHandlerIsPausedAndFallsAfter(t *testing.T) {
 		}
 	}, router.WithTimeout(-1)))
 	obs, reg, srv := newObserver(t, r, observe.Config{LagDegradedThreshold: 10}, nil)
-	start(t, r)
+	routertest.Start(t, r)
 
 	pub := obs.Publisher(r.Publisher())
 	for i := range 50 {
@@ -294,7 +295,7 @@ func TestHealthBeforeRunAndNewAfterRun(t *testing.T) {
 	assert.Equal(t, observe.StatusDown, h.Status)
 	assert.Equal(t, observe.StatusStarting, h.Checks.Handlers["h"].Status)
 
-	start(t, r)
+	routertest.Start(t, r)
 	require.Eventually(t, func() bool { code, _ := get(t, srv, observe.PathReadyz); return code == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
 	code, h = getHealth(t, srv, observe.PathReadyz)
 	assert.Equal(t, http.StatusOK, code)
@@ -315,7 +316,7 @@ func TestReadinessFailsWhenAHandlerStopsConsuming(t *testing.T) {
 	require.NoError(t, r.AddHandler("two", "obs.b", func(context.Context, *message.Message) error { return nil }))
 	// Added at run time: decorated too.
 	_, _, srv := newObserver(t, r, observe.Config{}, nil)
-	start(t, r)
+	routertest.Start(t, r)
 	require.NoError(t, r.AddHandler("three", "obs.c", func(context.Context, *message.Message) error { return nil }))
 	require.Eventually(t, func() bool { code, _ := get(t, srv, observe.PathReadyz); return code == http.StatusOK }, 10*time.Second, 20*time.Millisecond)
 

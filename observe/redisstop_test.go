@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/routertest"
 	"github.com/shared-infra/eventbus/observe"
 	"github.com/shared-infra/eventbus/router"
 )
@@ -90,7 +91,7 @@ func TestReadyzFollowsRedisDownAndBackWhileHealthzStaysOK(t *testing.T) {
 	require.NoError(t, err)
 	obs, _, srv := newObserver(t, r, observe.Config{RedisTimeout: 500 * time.Millisecond}, nil)
 	require.NoError(t, r.AddHandler("h", "obs.job", func(context.Context, *message.Message) error { return nil }))
-	start(t, r)
+	routertest.Start(t, r)
 
 	readyCode := func() int { code, _ := get(t, srv, observe.PathReadyz); return code }
 	require.Eventually(t, func() bool { return readyCode() == http.StatusOK }, 10*time.Second, 20*time.Millisecond)

@@ -16,6 +16,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/routertest"
 	"github.com/shared-infra/eventbus/observe"
 	"github.com/shared-infra/eventbus/router"
 )
@@ -51,7 +52,7 @@ func TestTracesOfAPublishHandlePublishChain(t *testing.T) {
 		close(done)
 		return nil
 	}))
-	start(t, r)
+	routertest.Start(t, r)
 
 	firstID, err := bus.Publish(context.Background(), pub, "photo.uploaded", job{N: 1})
 	require.NoError(t, err)

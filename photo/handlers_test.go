@@ -19,6 +19,7 @@ import (
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/redistest"
+	"github.com/shared-infra/eventbus/internal/routertest"
 	"github.com/shared-infra/eventbus/middleware"
 	"github.com/shared-infra/eventbus/photo"
 	"github.com/shared-infra/eventbus/router"
@@ -50,21 +51,7 @@ func startRouter(t *testing.T, b *bus.Bus, cfg router.Config, register func(*rou
 	r, err := router.New(b, cfg, nil)
 	require.NoError(t, err)
 	require.NoError(t, register(r))
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	select {
-	case <-r.Running():
-	case err := <-done:
-		t.Fatalf("router did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("router did not start in 10s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = r.Close()
-		<-done
-	})
+	routertest.Start(t, r)
 	return r
 }
 

@@ -20,6 +20,7 @@ import (
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/redistest"
+	"github.com/shared-infra/eventbus/internal/routertest"
 	"github.com/shared-infra/eventbus/middleware"
 	"github.com/shared-infra/eventbus/router"
 )
@@ -35,35 +36,6 @@ func newBus(t *testing.T, prefix string) *bus.Bus {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	return b
-}
-
-func fastConfig() router.Config {
-	return router.Config{
-		Retry:          middleware.Retry{MaxAttempts: 3, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond},
-		HandlerTimeout: 5 * time.Second,
-		CloseTimeout:   3 * time.Second,
-		Subscriber:     bus.SubscriberConfig{BlockTime: 20 * time.Millisecond, ClaimInterval: 100 * time.Millisecond, ClaimMinIdle: 500 * time.Millisecond},
-	}
-}
-
-// start runs r until the test ends.
-func start(t *testing.T, r *router.Router) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- r.Run(ctx) }()
-	select {
-	case <-r.Running():
-	case err := <-done:
-		t.Fatalf("router did not start: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("router did not start in 10s")
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = r.Close()
-		<-done
-	})
 }
 
 func publishN(t *testing.T, b *bus.Bus, typ string, n int) []string {
@@ -106,7 +78,7 @@ func (s *idSet) dups() int {
 
 func TestIsolatedHandlersRetryDeadLetterAndRedrive(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
-	r, err := router.New(b, fastConfig(), nil)
+	r, err := router.New(b, routertest.FastConfig(), nil)
 	require.NoError(t, err)
 	healthy := newIDSet()
 	var failing atomic.Int64
@@ -124,7 +96,7 @@ func TestIsolatedHandlersRetryDeadLetterAndRedrive(t *testing.T) {
 		failing.Add(1)
 		return errors.New("storage unavailable")
 	}))
-	start(t, r)
+	routertest.Start(t, r)
 	const n = 20
 	ids := publishN(t, b, "photo.uploaded", n)
 
@@ -166,7 +138,7 @@ func TestIsolatedHandlersRetryDeadLetterAndRedrive(t *testing.T) {
 
 func TestHardTimeoutFailsAHandlerThatIgnoresItsContext(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
-	cfg := fastConfig()
+	cfg := routertest.FastConfig()
 	cfg.HandlerTimeout = 150 * time.Millisecond
 	cfg.Retry.MaxAttempts = 1
 	r, err := router.New(b, cfg, nil)
@@ -177,7 +149,7 @@ func TestHardTimeoutFailsAHandlerThatIgnoresItsContext(t *testing.T) {
 		<-release // ignores ctx entirely
 		return nil
 	}))
-	start(t, r)
+	routertest.Start(t, r)
 	publishN(t, b, "photo.slow", 1)
 	require.Eventually(t, func() bool { l, _ := b.DeadLetters().Len(context.Background()); return l == 1 }, 5*time.Second, 10*time.Millisecond,
 		"failed at the deadline although the handler never returned")
@@ -188,7 +160,7 @@ func TestHardTimeoutFailsAHandlerThatIgnoresItsContext(t *testing.T) {
 
 func TestPanickingHandlerDoesNotStopTheRouter(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
-	cfg := fastConfig()
+	cfg := routertest.FastConfig()
 	cfg.Retry.MaxAttempts = 1
 	r, err := router.New(b, cfg, nil)
 	require.NoError(t, err)
@@ -200,7 +172,7 @@ func TestPanickingHandlerDoesNotStopTheRouter(t *testing.T) {
 		handled.add(ev.ID)
 		return nil
 	}))
-	start(t, r)
+	routertest.Start(t, r)
 	publishN(t, b, "photo.uploaded", 5)
 	require.Eventually(t, func() bool { return handled.len() == 4 }, 10*time.Second, 10*time.Millisecond)
 	require.Eventually(t, func() bool { l, _ := b.DeadLetters().Len(context.Background()); return l == 1 }, 5*time.Second, 10*time.Millisecond)
@@ -212,7 +184,7 @@ func TestTraceAndCorrelationAcrossThreeHops(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	cfg := fastConfig()
+	cfg := routertest.FastConfig()
 	cfg.TracerProvider = tp
 	r, err := router.New(b, cfg, nil)
 	require.NoError(t, err)
@@ -235,7 +207,7 @@ func TestTraceAndCorrelationAcrossThreeHops(t *testing.T) {
 	require.NoError(t, router.Handle(r, "hop1", "chain.a", hop("chain.b")))
 	require.NoError(t, router.Handle(r, "hop2", "chain.b", hop("chain.c")))
 	require.NoError(t, router.Handle(r, "hop3", "chain.c", hop("")))
-	start(t, r)
+	routertest.Start(t, r)
 
 	// The publisher's own span starts the trace.
 	ctx, root := tp.Tracer("test").Start(context.Background(), "upload")
@@ -288,7 +260,7 @@ func TestTraceAndCorrelationAcrossThreeHops(t *testing.T) {
 
 func TestFilterAcksAndCountsSkippedEvents(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
-	r, err := router.New(b, fastConfig(), nil)
+	r, err := router.New(b, routertest.FastConfig(), nil)
 	require.NoError(t, err)
 	handled := newIDSet()
 	require.NoError(t, router.Handle(r, "evens", "photo.uploaded", func(ctx context.Context, ev bus.Event[photo]) error {
@@ -298,7 +270,7 @@ func TestFilterAcksAndCountsSkippedEvents(t *testing.T) {
 		ev, err := bus.Decode[photo](m)
 		return err == nil && ev.Data.N%2 == 0
 	})))
-	start(t, r)
+	routertest.Start(t, r)
 	publishN(t, b, "photo.uploaded", 10)
 	require.Eventually(t, func() bool { return r.Stats()["evens"].Acked == 10 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 5, handled.len())
@@ -311,7 +283,7 @@ func TestFilterAcksAndCountsSkippedEvents(t *testing.T) {
 
 func TestSchemaViolationIsDeadLetteredWithoutRetry(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
-	cfg := fastConfig()
+	cfg := routertest.FastConfig()
 	cfg.Schemas = map[string][]byte{"photo.uploaded": []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string","minLength":1}}}`)}
 	r, err := router.New(b, cfg, nil)
 	require.NoError(t, err)
@@ -320,7 +292,7 @@ func TestSchemaViolationIsDeadLetteredWithoutRetry(t *testing.T) {
 		calls.Add(1)
 		return nil
 	}))
-	start(t, r)
+	routertest.Start(t, r)
 	// The router's publisher refuses it...
 	_, err = bus.Publish(context.Background(), r.Publisher(), "photo.uploaded", map[string]int{"n": 1})
 	require.ErrorIs(t, err, middleware.ErrInvalidEvent)
@@ -336,11 +308,11 @@ func TestSchemaViolationIsDeadLetteredWithoutRetry(t *testing.T) {
 
 func TestRemoveHandlerStopsItsConsumptionWhileRouterRuns(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
-	r, err := router.New(b, fastConfig(), nil)
+	r, err := router.New(b, routertest.FastConfig(), nil)
 	require.NoError(t, err)
 	a, c := newIDSet(), newIDSet()
 	require.NoError(t, r.AddHandler("a", "photo.>", func(ctx context.Context, m *message.Message) error { a.add(m.UUID); return nil }))
-	start(t, r)
+	routertest.Start(t, r)
 	// Added at run time.
 	require.NoError(t, r.AddHandler("c", "photo.>", func(ctx context.Context, m *message.Message) error { c.add(m.UUID); return nil }))
 	publishN(t, b, "photo.uploaded", 3)
@@ -364,7 +336,7 @@ func TestTwoInstancesSplitTheLoad(t *testing.T) {
 	per := [2]atomic.Int64{}
 	for i := range 2 {
 		b := newBus(t, prefix)
-		r, err := router.New(b, fastConfig(), nil)
+		r, err := router.New(b, routertest.FastConfig(), nil)
 		require.NoError(t, err)
 		require.NoError(t, r.AddHandler("worker", "photo.uploaded", func(ctx context.Context, m *message.Message) error {
 			handled.add(m.UUID)
@@ -372,7 +344,7 @@ func TestTwoInstancesSplitTheLoad(t *testing.T) {
 			time.Sleep(time.Millisecond)
 			return nil
 		}))
-		start(t, r)
+		routertest.Start(t, r)
 	}
 	b := newBus(t, prefix)
 	const n = 400
@@ -388,7 +360,7 @@ func TestTwoInstancesSplitTheLoad(t *testing.T) {
 func TestKilledInstanceLeavesEventsPendingForTheSurvivor(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	bA := newBus(t, prefix)
-	cfgA := fastConfig()
+	cfgA := routertest.FastConfig()
 	cfgA.CloseTimeout = 50 * time.Millisecond // close without drain
 	cfgA.Subscriber.ClaimInterval = -1
 	rA, err := router.New(bA, cfgA, nil)
@@ -415,14 +387,14 @@ func TestKilledInstanceLeavesEventsPendingForTheSurvivor(t *testing.T) {
 	assert.Positive(t, p.Count, "unfinished events stay pending")
 
 	bB := newBus(t, prefix)
-	rB, err := router.New(bB, fastConfig(), nil)
+	rB, err := router.New(bB, routertest.FastConfig(), nil)
 	require.NoError(t, err)
 	handled := newIDSet()
 	require.NoError(t, rB.AddHandler("worker", "photo.uploaded", func(ctx context.Context, m *message.Message) error {
 		handled.add(m.UUID)
 		return nil
 	}))
-	start(t, rB)
+	routertest.Start(t, rB)
 	require.Eventually(t, func() bool { return handled.len() == len(ids) }, 15*time.Second, 10*time.Millisecond,
 		"the survivor claims and handles every event the dead instance left")
 }
@@ -440,7 +412,7 @@ func TestMaxDeliveriesDeadLettersAPoisonThatKillsItsConsumer(t *testing.T) {
 	for range 3 {
 		require.NoError(t, b.Client().XClaim(ctx, &redis.XClaimArgs{Stream: key, Group: "svc.worker", Consumer: "dead", Messages: []string{id}}).Err())
 	}
-	cfg := fastConfig()
+	cfg := routertest.FastConfig()
 	cfg.MaxDeliveries = 4
 	cfg.Subscriber.ClaimMinIdle = 10 * time.Millisecond
 	r, err := router.New(b, cfg, watermill.NopLogger{})
@@ -450,7 +422,7 @@ func TestMaxDeliveriesDeadLettersAPoisonThatKillsItsConsumer(t *testing.T) {
 		calls.Add(1)
 		return nil
 	}))
-	start(t, r)
+	routertest.Start(t, r)
 	require.Eventually(t, func() bool { l, _ := b.DeadLetters().Len(ctx); return l == 1 }, 10*time.Second, 10*time.Millisecond)
 	assert.Zero(t, calls.Load())
 	d, _ := b.DeadLetters().List(ctx, "-", 1)
@@ -460,7 +432,7 @@ func TestMaxDeliveriesDeadLettersAPoisonThatKillsItsConsumer(t *testing.T) {
 
 func TestCloseLeavesAnEventInFlightPending(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
-	r, err := router.New(b, fastConfig(), nil)
+	r, err := router.New(b, routertest.FastConfig(), nil)
 	require.NoError(t, err)
 	started := make(chan struct{})
 	require.NoError(t, r.AddHandler("slow", "photo.uploaded", func(ctx context.Context, m *message.Message) error {
@@ -489,7 +461,7 @@ func TestCloseWritesTheLastAcks(t *testing.T) {
 		// The bus owns its client (RedisURL), so Bus.Close closes it.
 		b, err := bus.New(bus.Config{ServiceName: "svc", RedisURL: redistest.URL(), StreamPrefix: prefix}, nil)
 		require.NoError(t, err)
-		r, err := router.New(b, fastConfig(), nil)
+		r, err := router.New(b, routertest.FastConfig(), nil)
 		require.NoError(t, err)
 		handled := newIDSet()
 		require.NoError(t, r.AddHandler("h", "photo.uploaded", func(ctx context.Context, m *message.Message) error {
@@ -510,7 +482,7 @@ func TestCloseWritesTheLastAcks(t *testing.T) {
 
 func TestCloseLetsInFlightHandlersFinish(t *testing.T) {
 	b := newBus(t, redistest.Prefix(t))
-	r, err := router.New(b, fastConfig(), nil)
+	r, err := router.New(b, routertest.FastConfig(), nil)
 	require.NoError(t, err)
 	started := make(chan struct{})
 	var finished atomic.Bool

@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/shared-infra/eventbus/internal/rediskeys"
 )
 
 func main() {
@@ -69,7 +71,7 @@ func main() {
 	fmt.Print(res.Markdown())
 }
 
-// deletePrefix deletes every key under prefix (SCAN, then UNLINK).
+// deletePrefix deletes every key under prefix (see rediskeys.DeletePrefix).
 func deletePrefix(url, prefix string) error {
 	opt, err := redis.ParseURL(url)
 	if err != nil {
@@ -79,11 +81,5 @@ func deletePrefix(url, prefix string) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	iter := c.Scan(ctx, 0, prefix+"*", 500).Iterator()
-	for iter.Next(ctx) {
-		if err := c.Unlink(ctx, iter.Val()).Err(); err != nil {
-			return err
-		}
-	}
-	return iter.Err()
+	return rediskeys.DeletePrefix(ctx, c, prefix)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/rediskeys"
 	"github.com/shared-infra/eventbus/middleware"
 	"github.com/shared-infra/eventbus/photo"
 	"github.com/shared-infra/eventbus/router"
@@ -360,7 +361,8 @@ func (p *pipeline) close() {
 	p.buses = nil
 }
 
-// deleteStreams removes every key under the run's generated prefix.
+// deleteStreams removes every key under the run's generated prefix; a
+// failure is logged, not returned.
 func (p *pipeline) deleteStreams() {
 	opt, err := redis.ParseURL(p.url)
 	if err != nil {
@@ -370,30 +372,7 @@ func (p *pipeline) deleteStreams() {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	iter := c.Scan(ctx, 0, escapeGlob(p.opts.StreamPrefix)+"*", 500).Iterator()
-	var keys []string
-	for iter.Next(ctx) {
-		keys = append(keys, iter.Val())
+	if err := rediskeys.DeletePrefix(ctx, c, p.opts.StreamPrefix); err != nil && !errors.Is(err, context.Canceled) {
+		p.opts.Logger.Error("Cannot delete the demo keys", err, watermill.LogFields{"prefix": p.opts.StreamPrefix})
 	}
-	for _, k := range keys {
-		if err := c.Unlink(ctx, k).Err(); err != nil {
-			p.opts.Logger.Error("Cannot delete a demo key", err, watermill.LogFields{"key": k})
-		}
-	}
-	if err := iter.Err(); err != nil && !errors.Is(err, context.Canceled) {
-		p.opts.Logger.Error("Cannot list the demo keys", err, nil)
-	}
-}
-
-// escapeGlob escapes the characters special to Redis glob patterns.
-func escapeGlob(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch r {
-		case '*', '?', '[', ']', '\\':
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
 }

@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/shared-infra/eventbus/internal/rediskeys"
 )
 
 // DefaultURL is the Redis used when REDIS_URL is unset or empty.
@@ -52,8 +54,6 @@ const (
 	cleanupTimeout = 30 * time.Second
 	// maxNameLen is how much of the sanitized test name goes into a prefix.
 	maxNameLen = 40
-	// scanCount is the COUNT hint for SCAN during cleanup.
-	scanCount = 500
 )
 
 // URL returns $REDIS_URL, or DefaultURL if it is unset or empty.
@@ -135,19 +135,6 @@ func sanitize(name string) string {
 	return b.String()
 }
 
-// escapeGlob escapes the characters special to Redis glob patterns.
-func escapeGlob(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch r {
-		case '*', '?', '[', ']', '\\':
-			b.WriteByte('\\')
-		}
-		b.WriteRune(r)
-	}
-	return b.String()
-}
-
 // clusterAddrs parses REDIS_CLUSTER_ADDRS.
 func clusterAddrs() []string {
 	var addrs []string
@@ -211,7 +198,8 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
-// deletePrefix deletes every key starting with prefix from the test Redis.
+// deletePrefix deletes every key starting with prefix from the test Redis,
+// on every master of a cluster (see rediskeys.DeletePrefix).
 func deletePrefix(prefix string) error {
 	c, _, err := newClient()
 	if err != nil {
@@ -220,44 +208,5 @@ func deletePrefix(prefix string) error {
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
 	defer cancel()
-
-	pattern := escapeGlob(prefix) + "*"
-	switch c := c.(type) {
-	case *redis.ClusterClient:
-		return c.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
-			return scanUnlink(ctx, node, c, pattern)
-		})
-	case *redis.Client:
-		return scanUnlink(ctx, c, c, pattern)
-	default:
-		return fmt.Errorf("unexpected client type %T", c)
-	}
-}
-
-// scanUnlink SCANs node for keys matching pattern and UNLINKs them through c,
-// one key per command (pipelined per SCAN page), so that a cluster client can
-// route each to its slot.
-func scanUnlink(ctx context.Context, node *redis.Client, c redis.Cmdable, pattern string) error {
-	var cursor uint64
-	for {
-		keys, next, err := node.Scan(ctx, cursor, pattern, scanCount).Result()
-		if err != nil {
-			return fmt.Errorf("SCAN %s on %s: %w", pattern, node.Options().Addr, err)
-		}
-		if len(keys) > 0 {
-			_, err := c.Pipelined(ctx, func(p redis.Pipeliner) error {
-				for _, k := range keys {
-					p.Unlink(ctx, k)
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("UNLINK %d keys from %s: %w", len(keys), node.Options().Addr, err)
-			}
-		}
-		if next == 0 {
-			return nil
-		}
-		cursor = next
-	}
+	return rediskeys.DeletePrefix(ctx, c, prefix)
 }
