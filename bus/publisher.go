@@ -30,6 +30,50 @@ type Publisher struct {
 
 	known  sync.Map // event type -> struct{}: types already in the registry
 	closed atomic.Bool
+	hooks  atomic.Pointer[[]*PublishHook] // copy on write
+}
+
+// PublishHook is told the outcome of every Publish call of a Publisher: the
+// topic as given, how many events the call carried, and the error it
+// returned (nil: all of them were written). It runs on the publishing
+// goroutine after the write; it must be quick and must not publish.
+type PublishHook func(topic string, events int, err error)
+
+// OnPublish adds h to the hooks called after every Publish call (including
+// calls that fail validation; not calls with no message) and returns a
+// function that removes it. It is how package observe counts every publish
+// of the bus, however it is made. Safe for concurrent use with Publish.
+func (p *Publisher) OnPublish(h PublishHook) (remove func()) {
+	entry := &h // identity of this registration
+	p.updateHooks(func(hs []*PublishHook) []*PublishHook { return append(hs, entry) })
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.updateHooks(func(hs []*PublishHook) []*PublishHook {
+				out := hs[:0:0]
+				for _, e := range hs {
+					if e != entry {
+						out = append(out, e)
+					}
+				}
+				return out
+			})
+		})
+	}
+}
+
+func (p *Publisher) updateHooks(change func([]*PublishHook) []*PublishHook) {
+	for {
+		old := p.hooks.Load()
+		var hs []*PublishHook
+		if old != nil {
+			hs = append(hs, *old...)
+		}
+		hs = change(hs)
+		if p.hooks.CompareAndSwap(old, &hs) {
+			return
+		}
+	}
 }
 
 var _ message.Publisher = (*Publisher)(nil)
@@ -43,11 +87,24 @@ func newPublisher(cfg Config, client redis.UniversalClient, logger watermill.Log
 // publishers do. On success every message's metadata holds the attributes
 // that were written.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
+	if len(msgs) == 0 {
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		return nil
+	}
+	err := p.publish(topic, msgs)
+	if hs := p.hooks.Load(); hs != nil {
+		for _, h := range *hs {
+			(*h)(topic, len(msgs), err)
+		}
+	}
+	return err
+}
+
+func (p *Publisher) publish(topic string, msgs []*message.Message) error {
 	if p.closed.Load() {
 		return ErrClosed
-	}
-	if len(msgs) == 0 {
-		return nil
 	}
 	if err := ValidateType(topic); err != nil {
 		return err

@@ -4,7 +4,6 @@
 //
 //	obs, err := observe.New(r, observe.Config{Registerer: reg}, logger) // before r.Run
 //	obs.Mount(mux) // GET /healthz /readyz /stats /metrics
-//	pub := obs.Publisher(r.Publisher()) // publish through it: published/failed per topic
 //
 // # Order
 //
@@ -19,8 +18,9 @@
 //
 // Counters (received, acked, failed, retried, dead-lettered, filtered,
 // in-flight, processing time) come from the router's middleware.Stats, in
-// process. Published and failed publishes per topic are counted by the
-// Publisher decorator: only what is published through it is counted. Lag,
+// process. Published and failed publishes per topic are counted by a hook on
+// the bus Publisher (bus.Publisher.OnPublish): every publish of the bus,
+// however it is made (through the router's Publisher too). Lag,
 // pending and the dead-letter count are read from Redis on every call (two
 // pipelined round trips after a PING), bounded by Config.RedisTimeout; nothing
 // is cached. The error rate is computed over a sliding window from per-second

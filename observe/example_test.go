@@ -37,7 +37,7 @@ func Example() {
 		panic(err)
 	}
 	defer obs.Close()
-	pub := obs.Publisher(r.Publisher()) // publish through it: counted per topic
+	pub := r.Publisher() // every publish of the bus is counted per topic
 
 	type uploaded struct {
 		PhotoID string `json:"photoId"`

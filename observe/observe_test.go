@@ -169,11 +169,11 @@ func TestStatsAndMetricsReportAScriptedRunExactly(t *testing.T) {
 
 	// The same counters straight from the registry, in the exposition format.
 	require.NoError(t, testutil.GatherAndCompare(reg, strings.NewReader(`
-# HELP eventbus_published_total Events published through the observer's Publisher.
+# HELP eventbus_published_total Events the bus published (every Publish call of its Publisher).
 # TYPE eventbus_published_total counter
 eventbus_published_total{topic="$invalid"} 0
 eventbus_published_total{topic="obs.job"} 20
-# HELP eventbus_publish_failed_total Events whose publish through the observer's Publisher failed.
+# HELP eventbus_publish_failed_total Events whose Publish call on the bus failed (invalid, too large, Redis unreachable).
 # TYPE eventbus_publish_failed_total counter
 eventbus_publish_failed_total{topic="$invalid"} 1
 eventbus_publish_failed_total{topic="obs.job"} 1
@@ -363,20 +363,30 @@ func TestMetricsWithoutRegistererAnswer404(t *testing.T) {
 	assert.Contains(t, rec.Body.String(), "Registerer")
 }
 
-// The observer's Publisher keeps what it wraps working: errors and all.
+// Every publish of the bus is counted, however it is made: on the bus
+// Publisher, through the router's Publisher, through the (now pass-through)
+// Observer.Publisher — once each — errors included; after Close, no more.
 func TestPublisherCountsPerTopic(t *testing.T) {
 	b := newBus(t)
 	r, err := router.New(b, fastConfig(), nil)
 	require.NoError(t, err)
 	obs, err := observe.New(r, observe.Config{}, nil)
 	require.NoError(t, err)
-	defer obs.Close()
-	pub := obs.Publisher(b.Publisher())
-	require.NoError(t, pub.Publish("obs.x", message.NewMessage(watermill.NewUUID(), []byte(`{}`)), message.NewMessage(watermill.NewUUID(), []byte(`{}`))))
+	ev := func() *message.Message { return message.NewMessage(watermill.NewUUID(), []byte(`{}`)) }
+	require.NoError(t, b.Publisher().Publish("obs.x", ev(), ev()))
+	require.NoError(t, r.Publisher().Publish("obs.x", ev()))
+	require.NoError(t, obs.Publisher(r.Publisher()).Publish("obs.x", ev()))
 	big := message.NewMessage(watermill.NewUUID(), make([]byte, bus.DefaultMaxEventSize+1))
 	big.Metadata.Set(bus.AttrDataContentType, "application/octet-stream")
-	require.ErrorIs(t, pub.Publish("obs.y", big), bus.ErrEventTooLarge)
+	require.ErrorIs(t, b.Publisher().Publish("obs.y", big), bus.ErrEventTooLarge)
+	require.ErrorIs(t, b.Publisher().Publish("Not..A.Type", ev()), bus.ErrInvalidType)
 	s, err := obs.Stats(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, map[string]observe.TopicStats{"obs.x": {Published: 2}, "obs.y": {Failed: 1}}, s.Topics)
+	assert.Equal(t, map[string]observe.TopicStats{"obs.x": {Published: 4}, "obs.y": {Failed: 1}, observe.InvalidTopic: {Failed: 1}}, s.Topics)
+
+	require.NoError(t, obs.Close())
+	require.NoError(t, b.Publisher().Publish("obs.x", ev()))
+	s, err = obs.Stats(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, uint64(4), s.Topics["obs.x"].Published, "a closed observer no longer counts")
 }

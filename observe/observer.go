@@ -18,8 +18,8 @@ import (
 // sampleInterval is how often the error window samples the counters.
 const sampleInterval = time.Second
 
-// Observer observes one router: its handlers, its bus's Redis and what is
-// published through Observer.Publisher. Make it with New before the router
+// Observer observes one router: its handlers, its bus's Redis and what its
+// bus publishes. Make it with New before the router
 // runs; every method is safe for concurrent use.
 type Observer struct {
 	r      *router.Router
@@ -39,6 +39,7 @@ type Observer struct {
 
 	closing   chan struct{}
 	closeOnce sync.Once
+	unhook    func() // removes the publish hook from the bus Publisher
 	wg        sync.WaitGroup
 }
 
@@ -85,6 +86,7 @@ func New(r *router.Router, cfg Config, logger watermill.LoggerAdapter) (*Observe
 		metrics.NewPrometheusMetricsBuilder(cfg.Registerer, MetricsNamespace, WatermillSubsystem).AddPrometheusRouterMetrics(wm)
 	}
 	wm.AddSubscriberDecorators(o.subs.decorate)
+	o.unhook = r.Bus().Publisher().OnPublish(o.published.record)
 	o.window.add(o.start, r.Stats())
 	o.wg.Add(1)
 	go o.sample()
@@ -112,6 +114,7 @@ func (o *Observer) sample() {
 func (o *Observer) Close() error {
 	o.closeOnce.Do(func() {
 		close(o.closing)
+		o.unhook()
 		o.wg.Wait()
 		if o.collector != nil {
 			o.cfg.Registerer.Unregister(o.collector)

@@ -22,7 +22,7 @@ type Snapshot struct {
 	Service string `json:"service"`
 	// UptimeSeconds is the time since observe.New.
 	UptimeSeconds float64 `json:"uptimeSeconds"`
-	// Topics counts publishes through Observer.Publisher, by event type.
+	// Topics counts the bus's publishes, by event type.
 	Topics map[string]TopicStats `json:"topics"`
 	// Handlers holds every handler the router has counters for (a removed
 	// handler keeps its counters, without lag).
