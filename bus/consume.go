@@ -694,6 +694,7 @@ func (sub *subscription) dispatchLoop() {
 		// caller may take a closed channel to mean that nothing more is
 		// read for this subscription (an unsubscribe).
 		<-sub.readerDone
+		sub.s.open.Add(-1) // before the close: whoever sees it closed sees the count down
 		close(sub.out)
 		close(sub.dispatchDone)
 	}()

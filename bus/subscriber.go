@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -37,6 +38,7 @@ type Subscriber struct {
 	mu      sync.Mutex
 	closed  bool
 	wg      sync.WaitGroup
+	open    atomic.Int64 // subscriptions whose channel is not closed yet
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -84,11 +86,19 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		sub.abort()
 		return nil, err
 	}
+	s.open.Add(1)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); sub.readLoop() }()
 	go func() { defer s.wg.Done(); sub.dispatchLoop() }()
 	return sub.out, nil
 }
+
+// Subscriptions returns how many of this subscriber's subscriptions are
+// open: Subscribe returned their channel and it is not closed yet (it closes
+// when the subscription's context ends or the subscriber closes, once its
+// reader has stopped). A router handler whose subscriber has none is not
+// consuming.
+func (s *Subscriber) Subscriptions() int { return int(s.open.Load()) }
 
 // Close stops every subscription: no new messages are delivered, in-flight
 // ones get up to CloseTimeout to be acked (their acks are written), and what

@@ -8,9 +8,9 @@
 // # Order
 //
 // New must be called after router.New and before Router.Run: it adds
-// Watermill's Prometheus middleware and two subscriber decorators to the
-// underlying Watermill router, and Watermill applies those only to handlers
-// started after they were added. New refuses a router that already runs
+// Watermill's Prometheus middleware and decorators to the underlying
+// Watermill router, and Watermill applies those only to handlers started
+// after they were added. New refuses a router that already runs
 // (ErrRouterRunning). Handlers may be added before or after New, and while the
 // router runs.
 //

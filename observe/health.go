@@ -106,7 +106,7 @@ func (o *Observer) Liveness(context.Context) Health {
 func (o *Observer) Readiness(ctx context.Context) Health {
 	rc := o.routerCheck()
 	patterns := o.r.Handlers()
-	consuming := o.subs.consuming(patterns)
+	consuming := o.r.Consuming()
 	rs := o.readRedis(ctx, patterns)
 	redisCheck := rs.check
 	h := Health{Status: StatusOK, Checks: Checks{Redis: &redisCheck, Router: rc, Handlers: make(map[string]HandlerCheck, len(patterns))}}

@@ -314,7 +314,7 @@ func TestReadinessFailsWhenAHandlerStopsConsuming(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, r.AddHandler("one", "obs.a", func(context.Context, *message.Message) error { return nil }))
 	require.NoError(t, r.AddHandler("two", "obs.b", func(context.Context, *message.Message) error { return nil }))
-	// Added at run time: decorated too.
+	// Added at run time: known too.
 	_, _, srv := newObserver(t, r, observe.Config{}, nil)
 	routertest.Start(t, r)
 	require.NoError(t, r.AddHandler("three", "obs.c", func(context.Context, *message.Message) error { return nil }))

@@ -29,7 +29,6 @@ type Observer struct {
 	start  time.Time
 
 	published *publishCounters
-	subs      *subTracker
 	window    *errorWindow
 	state     *routerState
 	collector *collector
@@ -45,9 +44,8 @@ type Observer struct {
 
 // New returns an Observer of r. Call it after router.New and before r.Run
 // (ErrRouterRunning otherwise): it adds Watermill's Prometheus router metrics
-// (when cfg.Registerer is set) and a subscriber decorator that tells which
-// handlers are consuming, and Watermill applies both only to handlers that
-// start after they were added. It registers the bus's own metrics on
+// (when cfg.Registerer is set), and Watermill applies them only to handlers
+// that start after they were added. It registers the bus's own metrics on
 // cfg.Registerer and starts one goroutine sampling the error window; Close
 // stops it. A nil logger logs nothing.
 func New(r *router.Router, cfg Config, logger watermill.LoggerAdapter) (*Observer, error) {
@@ -68,7 +66,6 @@ func New(r *router.Router, cfg Config, logger watermill.LoggerAdapter) (*Observe
 	o := &Observer{
 		r: r, bus: r.Bus(), cfg: cfg, logger: logger, start: time.Now(),
 		published: &publishCounters{},
-		subs:      newSubTracker(),
 		window:    newErrorWindow(cfg.ErrorWindow),
 		state:     &routerState{wm: wm},
 		redact:    credentialRedactor(r.Bus()),
@@ -85,7 +82,6 @@ func New(r *router.Router, cfg Config, logger watermill.LoggerAdapter) (*Observe
 		}
 		metrics.NewPrometheusMetricsBuilder(cfg.Registerer, MetricsNamespace, WatermillSubsystem).AddPrometheusRouterMetrics(wm)
 	}
-	wm.AddSubscriberDecorators(o.subs.decorate)
 	o.unhook = r.Bus().Publisher().OnPublish(o.published.record)
 	o.window.add(o.start, r.Stats())
 	o.wg.Add(1)

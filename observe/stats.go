@@ -89,7 +89,7 @@ func (o *Observer) Stats(ctx context.Context) (Snapshot, error) {
 	now := time.Now()
 	stats := o.r.Stats()
 	patterns := o.r.Handlers()
-	consuming := o.subs.consuming(patterns)
+	consuming := o.r.Consuming()
 	total, perWindow := o.window.compute(now, stats)
 	snap := Snapshot{
 		Time:          now.UTC(),

@@ -112,6 +112,20 @@ func (r *Router) Handlers() map[string]string {
 	return out
 }
 
+// Consuming reports, for each handler, whether its subscription is open:
+// the router runs it and it reads its streams. A handler added before Run,
+// or whose subscription ended (its Redis group could not be read at start,
+// the router closes), is not consuming.
+func (r *Router) Consuming() map[string]bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]bool, len(r.handlers))
+	for n, e := range r.handlers {
+		out[n] = e.sub.Subscriptions() > 0
+	}
+	return out
+}
+
 // AddHandler registers fn for events whose type matches pattern (an event
 // type, or a pattern such as "photo.*" or "photo.>"). name identifies the
 // handler ([a-z0-9_-], unique in the router) and its consumer group. A
