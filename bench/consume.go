@@ -149,13 +149,11 @@ func (c *Consumer) setupBus(ctx context.Context, t *Target, defaults bool) error
 	if err := prefill(ctx, t.admin, c.n, func(int) string { return key }, func(int) any { return busFields(evType) }); err != nil {
 		return err
 	}
-	client := c.namedClient(t)
-	c.closers.add(client.Close)
-	b, err := newBus(client, t.prefix)
+	c.connName = uniqueName()
+	b, err := openBus(t, &c.closers, c.connName)
 	if err != nil {
 		return err
 	}
-	c.closers.add(b.Close)
 	if defaults {
 		r, err := router.New(b, router.Config{}, watermill.NopLogger{})
 		if err != nil {
@@ -183,13 +181,11 @@ func (c *Consumer) setupPattern(ctx context.Context, t *Target, streams int) err
 		func(i int) any { return busFields(types[i%streams]) }); err != nil {
 		return err
 	}
-	client := c.namedClient(t)
-	c.closers.add(client.Close)
-	b, err := newBus(client, t.prefix)
+	c.connName = uniqueName()
+	b, err := openBus(t, &c.closers, c.connName)
 	if err != nil {
 		return err
 	}
-	c.closers.add(b.Close)
 	sub, err := b.NewSubscriber(bus.SubscriberConfig{ConsumerGroup: group})
 	if err != nil {
 		return err

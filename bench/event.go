@@ -80,13 +80,17 @@ func redisstreamValues(typ string) map[string]any {
 	return v
 }
 
-// newBus returns a bus with default settings on client under prefix. The
-// caller closes it; the bus never closes client.
-func newBus(client redis.UniversalClient, prefix string) (*bus.Bus, error) {
-	b, err := bus.New(bus.Config{ServiceName: service, Client: client, StreamPrefix: prefix}, watermill.NopLogger{})
+// openBus returns a bus with default settings under t's prefix, on a client
+// of its own (named name, if not empty, for CLIENT LIST); both are closed by
+// cl, the bus first.
+func openBus(t *Target, cl *closers, name string) (*bus.Bus, error) {
+	client := t.newClient(name)
+	cl.add(client.Close)
+	b, err := bus.New(bus.Config{ServiceName: service, Client: client, StreamPrefix: t.prefix}, watermill.NopLogger{})
 	if err != nil {
 		return nil, fmt.Errorf("bus.New: %w", err)
 	}
+	cl.add(b.Close)
 	return b, nil
 }
 

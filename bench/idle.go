@@ -90,14 +90,11 @@ func (s *IdleStreams) setup(ctx context.Context, t *Target) error {
 	if err := register(ctx, t.admin, t.prefix, types); err != nil {
 		return err
 	}
-	client := t.newClient("")
-	s.closers.add(client.Close)
-	b, err := newBus(client, t.prefix)
+	b, err := openBus(t, &s.closers, "")
 	if err != nil {
 		return err
 	}
 	s.bus = b
-	s.closers.add(b.Close)
 	if s.sub, err = b.NewSubscriber(bus.SubscriberConfig{ConsumerGroup: group}); err != nil {
 		return err
 	}

@@ -92,13 +92,10 @@ func (rt *RoundTripper) setupRedisstream(t *Target, handler message.NoPublishHan
 }
 
 func (rt *RoundTripper) setupBus(t *Target, handler message.NoPublishHandlerFunc) error {
-	client := t.newClient("")
-	rt.closers.add(client.Close)
-	b, err := newBus(client, t.prefix)
+	b, err := openBus(t, &rt.closers, "")
 	if err != nil {
 		return err
 	}
-	rt.closers.add(b.Close)
 	sub, err := b.NewSubscriber(bus.SubscriberConfig{ConsumerGroup: group})
 	if err != nil {
 		return err

@@ -132,13 +132,10 @@ func (p *Publisher) setupRedisstream(t *Target, batch bool) error {
 }
 
 func (p *Publisher) setupBus(ctx context.Context, t *Target, batch bool) error {
-	client := t.newClient("")
-	p.closers.add(client.Close)
-	b, err := newBus(client, t.prefix)
+	b, err := openBus(t, &p.closers, "")
 	if err != nil {
 		return err
 	}
-	p.closers.add(b.Close)
 	pub := b.Publisher()
 	if err := pub.Publish(evType, busMessage()); err != nil { // registers the type
 		return err
