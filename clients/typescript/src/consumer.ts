@@ -1,0 +1,216 @@
+import { hostname } from "node:os";
+import type { Redis, Cluster } from "ioredis";
+import { isPattern, isValidType, match, validatePattern } from "./topic.js";
+import { DefaultMaxLen, Keys, isJSONContentType, type Event } from "./wire.js";
+
+/** Handler handles one event; a throw leaves it pending (redelivered after claimMinIdleMs). */
+export type Handler<T = unknown> = (ev: Event<T>) => void | Promise<void>;
+
+/** ConsumerOptions configure a Consumer (the Node side of the Go subscriber's config). */
+export interface ConsumerOptions {
+  /** Consumer group: every group gets every event once (bus.Config.ConsumerGroup). */
+  group: string;
+  /** Consumer name within the group; default hostname-pid. */
+  consumer?: string;
+  streamPrefix?: string;
+  /** Entries per XREADGROUP / XAUTOCLAIM; default 100. */
+  batchSize?: number;
+  /** Block time of one read; default 1000 ms. */
+  blockMs?: number;
+  /** Entries idle this long in the group (a dead consumer's) are claimed; default 30000 ms. */
+  claimMinIdleMs?: number;
+  /** Where a new group starts on an existing stream; default "0" (bus.DefaultStartFrom). */
+  startFrom?: string;
+  /** Dead-letter stream MAXLEN; default 100000. */
+  deadLetterMaxLen?: number;
+  /** Called on errors the loop survives. */
+  onError?: (err: unknown) => void;
+}
+
+/** ConsumerStats are the counters the old client's getStats() had, for consumption. */
+export interface ConsumerStats { received: number; handled: number; failed: number; deadLettered: number; claimed: number }
+
+const required = ["id", "source", "specversion", "type"];
+
+/**
+ * Consumer reads the bus's streams with a consumer group: batched XREADGROUP,
+ * one XACK per batch of handled entries, XAUTOCLAIM of entries idle longer
+ * than claimMinIdleMs, and malformed entries dead-lettered at once with the
+ * fields bus.DeadLetterQueue writes. The caller owns the ioredis client; the
+ * consumer duplicates it for its blocking reads.
+ */
+export class Consumer {
+  private readonly keys: Keys;
+  private readonly o: Required<Omit<ConsumerOptions, "onError">> & Pick<ConsumerOptions, "onError">;
+  private readonly handlers: { pattern: string; handler: Handler<any> }[] = [];
+  private readonly streams = new Set<string>();
+  private reader?: Redis | Cluster;
+  private running?: Promise<void>;
+  private closing = false;
+  private lastError?: string;
+  readonly stats: ConsumerStats = { received: 0, handled: 0, failed: 0, deadLettered: 0, claimed: 0 };
+
+  constructor(private readonly client: Redis | Cluster, opts: ConsumerOptions) {
+    if (!opts.group) throw new TypeError("ConsumerOptions.group is required");
+    this.keys = new Keys(opts.streamPrefix);
+    this.o = {
+      group: opts.group, consumer: opts.consumer ?? `${hostname()}-${process.pid}`, streamPrefix: this.keys.prefix,
+      batchSize: opts.batchSize ?? 100, blockMs: opts.blockMs ?? 1000, claimMinIdleMs: opts.claimMinIdleMs ?? 30000,
+      startFrom: opts.startFrom ?? "0", deadLetterMaxLen: opts.deadLetterMaxLen ?? DefaultMaxLen, onError: opts.onError,
+    };
+  }
+
+  /** subscribe adds a handler for an event type or a pattern ("*" one token, ">" the rest). Call before start. */
+  subscribe<T = unknown>(typeOrPattern: string, handler: Handler<T>): this {
+    validatePattern(typeOrPattern);
+    this.handlers.push({ pattern: typeOrPattern, handler });
+    return this;
+  }
+
+  /** start creates the groups and runs the read loop until close. */
+  async start(): Promise<void> {
+    if (this.running) return;
+    this.reader = (this.client as Redis).duplicate();
+    await this.refreshStreams();
+    this.running = this.loop();
+  }
+
+  private async refreshStreams(): Promise<void> {
+    const types = new Set<string>();
+    for (const h of this.handlers) if (!isPattern(h.pattern)) types.add(h.pattern);
+    if (this.handlers.some((h) => isPattern(h.pattern))) {
+      for (const t of await this.client.smembers(this.keys.registry())) {
+        if (isValidType(t) && this.handlers.some((h) => match(h.pattern, t))) types.add(t);
+      }
+    }
+    for (const t of types) {
+      const key = this.keys.stream(t);
+      if (this.streams.has(key)) continue;
+      try {
+        await this.client.xgroup("CREATE", key, this.o.group, this.o.startFrom, "MKSTREAM");
+      } catch (e) {
+        if (!String(e).includes("BUSYGROUP")) throw e;
+      }
+      this.streams.add(key);
+    }
+  }
+
+  private async loop(): Promise<void> {
+    let lastClaim = 0;
+    let lastRefresh = Date.now();
+    while (!this.closing) {
+      try {
+        if (Date.now() - lastRefresh > 5000) { await this.refreshStreams(); lastRefresh = Date.now(); }
+        if (Date.now() - lastClaim > this.o.claimMinIdleMs / 3) { await this.claim(); lastClaim = Date.now(); }
+        const keys = [...this.streams];
+        if (keys.length === 0) { await new Promise((r) => setTimeout(r, this.o.blockMs)); continue; }
+        const res = (await this.reader!.xreadgroup(
+          "GROUP", this.o.group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs,
+          "STREAMS", ...keys, ...keys.map(() => ">"),
+        )) as [string, [string, string[]][]][] | null;
+        if (!res) continue;
+        for (const [key, entries] of res) await this.handleBatch(key, entries.map(([id, f]) => [id, f, 1]));
+      } catch (e) {
+        if (this.closing) break;
+        this.lastError = String(e);
+        this.o.onError?.(e);
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    }
+  }
+
+  /** claim takes entries idle longer than claimMinIdleMs (a crashed consumer's) with XAUTOCLAIM. */
+  private async claim(): Promise<void> {
+    for (const key of this.streams) {
+      const res = (await this.client.xautoclaim(key, this.o.group, this.o.consumer, this.o.claimMinIdleMs, "0-0", "COUNT", this.o.batchSize)) as [string, [string, string[] | null][]];
+      const entries = res[1].filter((e) => e && e[1]) as [string, string[]][];
+      if (entries.length === 0) continue;
+      this.stats.claimed += entries.length;
+      const pend = (await this.client.xpending(key, this.o.group, entries[0][0], entries[entries.length - 1][0], entries.length, this.o.consumer)) as [string, string, number, number][];
+      const count = new Map(pend.map((p) => [p[0], Number(p[3])]));
+      await this.handleBatch(key, entries.map(([id, f]) => [id, f, count.get(id) ?? 2]));
+    }
+  }
+
+  private async handleBatch(key: string, entries: [string, string[], number][]): Promise<void> {
+    const topic = key.slice(this.keys.prefix.length);
+    const ack: string[] = [];
+    for (const [id, flat, delivery] of entries) {
+      this.stats.received++;
+      const fields: Record<string, string> = {};
+      const rawFields: Record<string, Buffer> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) { fields[flat[i]] = String(flat[i + 1]); rawFields[flat[i]] = Buffer.from(String(flat[i + 1]), "utf8"); }
+      const bad = this.malformed(topic, fields);
+      if (bad) {
+        await this.deadLetter(topic, id, delivery, fields, bad);
+        ack.push(id);
+        continue;
+      }
+      if (fields.redrivegroup && fields.redrivegroup !== this.o.group) { ack.push(id); continue; }
+      const attributes: Record<string, string> = {};
+      for (const [k, v] of Object.entries(fields)) if (k !== "data" && !k.startsWith("_eventbus_")) attributes[k] = v;
+      const raw = rawFields.data ?? Buffer.alloc(0);
+      let data: unknown;
+      if (raw.length > 0 && isJSONContentType(fields.datacontenttype ?? "application/json")) {
+        try { data = JSON.parse(raw.toString("utf8")); } catch { await this.deadLetter(topic, id, delivery, fields, "data is not valid JSON"); ack.push(id); continue; }
+      }
+      const ev: Event = {
+        id: fields.id, type: fields.type, source: fields.source, specversion: fields.specversion, time: fields.time,
+        datacontenttype: fields.datacontenttype, subject: fields.subject, data, raw, attributes, streamId: id, delivery,
+      };
+      try {
+        for (const h of this.handlers) if (match(h.pattern, topic)) await h.handler(ev);
+        this.stats.handled++;
+        ack.push(id);
+      } catch (e) {
+        this.stats.failed++;
+        this.lastError = String(e);
+        this.o.onError?.(e);
+      }
+    }
+    if (ack.length) await this.client.xack(key, this.o.group, ...ack);
+  }
+
+  private malformed(topic: string, f: Record<string, string>): string | null {
+    const missing = required.filter((a) => !f[a]);
+    if (missing.length) return "missing required attribute(s) " + missing.join(", ");
+    if (!isValidType(f.type)) return `invalid event type ${JSON.stringify(f.type)}`;
+    if (f.type !== topic) return `type ${JSON.stringify(f.type)} differs from its stream's ${JSON.stringify(topic)}`;
+    return null;
+  }
+
+  /** deadLetter writes the fields bus.DeadLetterQueue.Add writes for a malformed entry. */
+  private async deadLetter(topic: string, streamId: string, delivery: number, f: Record<string, string>, reason: string): Promise<void> {
+    const flat: string[] = [];
+    for (const [k, v] of Object.entries(f)) {
+      if (k.startsWith("_eventbus_") || k.startsWith("dlq_") || k === "redrivegroup" || k === "data") continue;
+      flat.push(k, v);
+    }
+    const id = f.id || crypto.randomUUID();
+    if (!f.id) flat.push("id", id);
+    flat.push(
+      "data", JSON.stringify(f),
+      "dlq_reason", "malformed event: " + reason, "dlq_handler", "", "dlq_group", this.o.group,
+      "dlq_topic", topic, "dlq_attempts", "0", "dlq_delivery", String(delivery), "dlq_stream_id", streamId,
+      "dlq_time", new Date().toISOString(), "dlq_malformed", reason,
+    );
+    await this.client.xadd(this.keys.deadLetters(), "MAXLEN", "~", this.o.deadLetterMaxLen, "*", ...flat);
+    this.stats.deadLettered++;
+  }
+
+  /** health reports whether Redis answers and the loop runs, as the old client's healthCheck. */
+  async health(): Promise<{ healthy: boolean; redis: boolean; running: boolean; streams: number; lastError?: string }> {
+    let redis = false;
+    try { redis = (await this.client.ping()) === "PONG"; } catch { /* not reachable */ }
+    const running = !!this.running && !this.closing;
+    return { healthy: redis && running, redis, running, streams: this.streams.size, lastError: this.lastError };
+  }
+
+  /** close stops the loop after the batch in hand; idempotent. The caller's client stays open. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    this.reader?.disconnect();
+    await this.running?.catch(() => undefined);
+  }
+}
