@@ -6,7 +6,7 @@ BENCHSTAT    ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-
 TESTFLAGS    ?= -race -count=1 -timeout 20m
 BENCHTIME    ?= 2s
 
-.PHONY: all demo test test-cluster test-faults test-tls bench bench-go bench-gateway lint fuzz tidy
+.PHONY: all demo test test-ts ts-build test-cluster test-faults test-tls bench bench-go bench-gateway lint fuzz tidy
 
 all: lint test
 
@@ -15,8 +15,17 @@ demo:
 	$(GO) run ./cmd/eventbus demo
 
 ## test: every test, with the race detector, against a real Redis
-test:
+test: ts-build
 	scripts/with-redis.sh $(GO) test $(TESTFLAGS) ./...
+	$(MAKE) test-ts
+
+## ts-build: install (npm ci, when node_modules is missing) and build the TypeScript client
+ts-build:
+	cd clients/typescript && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build
+
+## test-ts: the TypeScript client's own tests (node --test) against a real Redis
+test-ts: ts-build
+	scripts/with-redis.sh sh -c 'cd clients/typescript && node --test test/'
 
 ## test-cluster: the core, wildcard and fault tests against a 3-master Redis Cluster
 test-cluster:

@@ -1,0 +1,81 @@
+// Publisher and Consumer against real Redis (REDIS_URL, default 127.0.0.1:6379), each test under its own prefix.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { Redis } from "ioredis";
+import { Publisher, Consumer, BrowserClient, backoff } from "../dist/esm/index.js";
+
+const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+
+async function client(t) {
+  const r = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try { await r.connect(); } catch (e) { throw new Error(`Redis not reachable at ${url} (start one: scripts/with-redis.sh): ${e}`); }
+  const prefix = `tstest:${randomUUID()}:`;
+  t.after(async () => { const ks = await r.keys(prefix + "*"); if (ks.length) await r.del(...ks); r.disconnect(); });
+  return { r, prefix };
+}
+
+test("publish writes fields, trims, registers once, copies addressed events to $push", async (t) => {
+  const { r, prefix } = await client(t);
+  const p = new Publisher(r, { serviceName: "node-test", streamPrefix: prefix, maxLen: 10 });
+  const res = await p.publish("photo.uploaded", { data: { a: 1 }, subject: "p-1", room: "r1", attributes: { traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" } });
+  const [[sid, flat]] = await r.xrange(prefix + "photo.uploaded", "-", "+");
+  assert.equal(sid, res.streamId);
+  const f = Object.fromEntries(flat.reduce((a, x, i) => (i % 2 ? a[a.length - 1].push(x) : a.push([x]), a), []));
+  assert.equal(f.id, res.id); assert.equal(f.type, "photo.uploaded"); assert.equal(f.source, "node-test");
+  assert.equal(f.specversion, "1.0"); assert.equal(f.datacontenttype, "application/json"); assert.equal(f.data, '{"a":1}');
+  assert.equal(f.room, "r1"); assert.ok(!Number.isNaN(Date.parse(f.time)));
+  assert.deepEqual(await r.smembers(prefix + "$types"), ["photo.uploaded"]);
+  assert.equal(await r.xlen(prefix + "$push"), 1);
+  for (let i = 0; i < 300; i++) await p.publish("photo.uploaded", { data: i });
+  assert.ok((await r.xlen(prefix + "photo.uploaded")) < 301, "MAXLEN ~ trims");
+  assert.equal(await r.xlen(prefix + "$push"), 1, "unaddressed events are not copied");
+  await assert.rejects(p.publish("Bad.Type", {}), /invalid event type/);
+  await assert.rejects(p.publish("x", { data: Buffer.from("{not json"), datacontenttype: "application/json" }), /not valid JSON/);
+});
+
+test("consumer delivers by pattern, acks, dead-letters malformed entries, claims idle ones", async (t) => {
+  const { r, prefix } = await client(t);
+  const p = new Publisher(r, { serviceName: "node-test", streamPrefix: prefix });
+  await p.publish("photo.uploaded", { data: { n: 1 } });
+  await r.xadd(prefix + "photo.uploaded", "*", "garbage", "1");
+  // An entry read by a consumer that died: pending, idle.
+  await r.xgroup("CREATE", prefix + "photo.uploaded", "g", "0", "MKSTREAM");
+  const got = [];
+  const done = new Promise((res) => {
+    const c = new Consumer(r, { group: "g", streamPrefix: prefix, blockMs: 100, claimMinIdleMs: 300 });
+    c.subscribe("photo.>", (ev) => { got.push(ev); if (got.length === 2) res(c); });
+    t.after(() => c.close());
+    // the dead consumer takes the first batch and never acks it
+    r.xreadgroup("GROUP", "g", "dead", "COUNT", 1, "STREAMS", prefix + "photo.uploaded", ">").then(async () => {
+      await p.publish("photo.processing.done", { data: { n: 2 } });
+      await c.start();
+    });
+  });
+  const c = await done;
+  assert.deepEqual(got.map((e) => e.data.n).sort(), [1, 2]);
+  assert.ok(c.stats.claimed >= 1, "the dead consumer's entry was claimed");
+  assert.equal(got.find((e) => e.data.n === 1).delivery, 2);
+  const dlq = await r.xrange(prefix + "$dlq", "-", "+");
+  assert.equal(dlq.length, 1);
+  const f = dlq[0][1];
+  for (const k of ["dlq_reason", "dlq_group", "dlq_topic", "dlq_stream_id", "dlq_delivery", "dlq_time", "dlq_malformed"]) assert.ok(f.includes(k), k);
+  assert.equal((await r.xpending(prefix + "photo.uploaded", "g"))[0], 0, "everything acked");
+  assert.equal((await c.health()).healthy, true);
+});
+
+test("browser client parses SSE blocks: typed handlers, gap, data_base64, last id", () => {
+  const seen = [], gaps = [];
+  const b = new BrowserClient({ url: "http://x", onGap: (g) => gaps.push(g) });
+  b.on("photo.*", (e) => seen.push(e));
+  b.dispatch('id: 1-0\nevent: photo.uploaded\ndata: {"id":"a","type":"photo.uploaded","source":"s","specversion":"1.0","data":{"x":1}}');
+  b.dispatch('id: 2-0\nevent: photo.raw\ndata: {"id":"b","type":"photo.raw","data_base64":"AAE="}');
+  b.dispatch('id: 3-0\nevent: video.x\ndata: {"id":"c","type":"video.x"}');
+  b.dispatch('event: gap\ndata: {"lastEventId":"0-1","since":"2026-01-01T00:00:00Z","message":"lost"}');
+  assert.deepEqual(seen.map((e) => e.id), ["a", "b"]);
+  assert.deepEqual(seen[0].data, { x: 1 });
+  assert.deepEqual([...seen[1].data], [0, 1]);
+  assert.equal(seen[1].lastEventId, "2-0");
+  assert.equal(gaps[0].message, "lost");
+  for (let i = 0; i < 20; i++) { const d = backoff(i, 100, 1000); assert.ok(d >= 100 && d <= 1000); }
+});
