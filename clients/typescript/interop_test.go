@@ -1,0 +1,104 @@
+// Package typescript_test runs the TypeScript client (clients/typescript,
+// built by `make ts-build`) against the Go bus on a real Redis, both ways.
+package typescript_test
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/redistest"
+)
+
+const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+func node(t *testing.T, script string, env ...string) string {
+	t.Helper()
+	if _, err := os.Stat("dist/esm/index.js"); err != nil {
+		t.Fatalf("the TypeScript client is not built: run `make ts-build` (npm ci && npm run build in clients/typescript): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Env = append(os.Environ(), append([]string{"REDIS_URL=" + redistest.URL()}, env...)...)
+	out, err := cmd.Output()
+	var stderr string
+	if ee, ok := err.(*exec.ExitError); ok {
+		stderr = string(ee.Stderr)
+	}
+	require.NoError(t, err, "node %s: %s", script, stderr)
+	return string(out)
+}
+
+func newBus(t *testing.T) (*bus.Bus, string) {
+	prefix := redistest.Prefix(t)
+	b, err := bus.New(bus.Config{Client: redistest.Client(t), ServiceName: "go-interop", StreamPrefix: prefix}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	return b, prefix
+}
+
+func TestGoPublishesNodeConsumes(t *testing.T) {
+	b, prefix := newBus(t)
+	msg := message.NewMessage("", []byte(`{"photoId":"p-1"}`))
+	msg.Metadata.Set(bus.AttrTraceParent, traceparent)
+	msg.Metadata.Set(bus.AttrCorrelationID, "corr-1")
+	msg.Metadata.Set(bus.AttrSubject, "p-1")
+	require.NoError(t, b.Publisher().Publish("photo.uploaded", msg))
+
+	out := node(t, "test/interop/consume.mjs", "PREFIX="+prefix, "GROUP=ts", "TYPE=photo.*", "COUNT=1")
+	var ev struct {
+		ID, Type, Source, Subject string
+		Data                      map[string]string
+		Attributes                map[string]string
+		Delivery                  int
+	}
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(out)), &ev), out)
+	assert.Equal(t, msg.UUID, ev.ID)
+	assert.Equal(t, "photo.uploaded", ev.Type)
+	assert.Equal(t, "go-interop", ev.Source)
+	assert.Equal(t, "p-1", ev.Subject)
+	assert.Equal(t, "p-1", ev.Data["photoId"])
+	assert.Equal(t, traceparent, ev.Attributes["traceparent"])
+	assert.Equal(t, "corr-1", ev.Attributes["correlationid"])
+	assert.Equal(t, 1, ev.Delivery)
+}
+
+func TestNodePublishesGoConsumes(t *testing.T) {
+	b, prefix := newBus(t)
+	sub, err := b.NewSubscriber(bus.SubscriberConfig{ConsumerGroup: "go"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, "photo.>")
+	require.NoError(t, err)
+
+	id := strings.TrimSpace(node(t, "test/interop/publish.mjs", "PREFIX="+prefix, "TYPE=photo.processed",
+		`DATA={"photoId":"p-7"}`, `ATTRS={"traceparent":"`+traceparent+`","correlationid":"corr-7","causationid":"cause-7"}`))
+	select {
+	case m := <-msgs:
+		_, malformed := bus.IsMalformed(m)
+		assert.False(t, malformed)
+		assert.Equal(t, id, m.UUID)
+		assert.Equal(t, "photo.processed", m.Metadata.Get(bus.AttrType))
+		assert.Equal(t, "node-interop", m.Metadata.Get(bus.AttrSource))
+		assert.Equal(t, "p-7", m.Metadata.Get(bus.AttrSubject))
+		assert.Equal(t, traceparent, m.Metadata.Get(bus.AttrTraceParent))
+		assert.Equal(t, "corr-7", m.Metadata.Get(bus.AttrCorrelationID))
+		assert.Equal(t, "cause-7", m.Metadata.Get(bus.AttrCausationID))
+		assert.JSONEq(t, `{"photoId":"p-7"}`, string(m.Payload))
+		m.Ack()
+	case <-ctx.Done():
+		t.Fatal("the Go subscriber got no event the Node publisher wrote")
+	}
+}

@@ -1,0 +1,13 @@
+// Consumes COUNT events of TYPE with group GROUP under PREFIX and prints each as a JSON line.
+import { Redis } from "ioredis";
+import { Consumer } from "../../dist/esm/index.js";
+const r = new Redis(process.env.REDIS_URL);
+const want = Number(process.env.COUNT ?? 1);
+let n = 0;
+const c = new Consumer(r, { group: process.env.GROUP, streamPrefix: process.env.PREFIX, blockMs: 100 });
+c.subscribe(process.env.TYPE, async (ev) => {
+  process.stdout.write(JSON.stringify({ ...ev, raw: ev.raw.toString("utf8") }) + "\n");
+  // close waits for the batch in hand, which includes this handler: do it after.
+  if (++n === want) setImmediate(async () => { await c.close(); r.disconnect(); });
+});
+await c.start();
