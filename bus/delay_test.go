@@ -148,4 +148,3 @@ func TestDelayOptionsWatermillMetadataHorizonCancel(t *testing.T) {
 	require.NoError(t, err)
 	assert.Contains(t, types, "delay.other")
 }
-
