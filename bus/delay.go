@@ -28,6 +28,11 @@ const (
 // milliseconds. It is internal (never written to a stream).
 const MetaDeliverAt = internalPrefix + "deliver_at"
 
+// ExtDeliverAt is the CloudEvents extension attribute (an RFC 3339 time)
+// with which an event sent to the gateway's ingress asks to be delivered
+// later; the gateway turns it into WithDeliverAt.
+const ExtDeliverAt = "deliverat"
+
 // ErrDelayTooLong is returned when an event is to be delivered later than
 // Config.MaxDelay from now.
 var ErrDelayTooLong = errors.New("eventbus: delivery time is beyond the scheduling horizon")
