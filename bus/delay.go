@@ -70,8 +70,7 @@ func scheduleDataKey(scheduleKey string) string { return scheduleKey + ":data" }
 func (c Config) SchedulesKey() string { return c.StreamPrefix + "$scheduled" }
 
 // dueTime returns when msg is to be delivered, if it is delayed: by
-// WithDeliverAt, or Watermill's components/delay metadata. It removes that
-// metadata (Watermill's would otherwise be written as attributes).
+// WithDeliverAt, or Watermill's components/delay metadata.
 func dueTime(msg *message.Message) (time.Time, bool, error) {
 	md := msg.Metadata
 	var due time.Time
@@ -97,9 +96,15 @@ func dueTime(msg *message.Message) (time.Time, bool, error) {
 		}
 		due = time.Now().Add(d)
 	}
-	delete(md, MetaDeliverAt)
+	// Watermill's keys would be written as attributes; the due time is kept
+	// under MetaDeliverAt (internal, never written) instead, so that a
+	// publish that fails and is retried with the same message is still
+	// delayed, to the same time.
 	delete(md, delay.DelayedUntilKey)
 	delete(md, delay.DelayedForKey)
+	if !due.IsZero() {
+		md[MetaDeliverAt] = strconv.FormatInt(due.UnixMilli(), 10)
+	}
 	return due, !due.IsZero(), nil
 }
 

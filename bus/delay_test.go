@@ -95,6 +95,61 @@ func TestDelayedEventsSurviveTheirBusClosing(t *testing.T) {
 	assert.ElementsMatch(t, ids, gotIDs, "the same ids, none lost")
 }
 
+func TestDelayedEventsSurviveTheirBusClosingWhileMoving(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	ctx := ctxT(t)
+	a := busOn(t, prefix, 5*time.Millisecond)
+	const n = 1000
+	at := time.Now().Add(100 * time.Millisecond)
+	msgs := make([]*message.Message, n)
+	ids := make([]string, n)
+	for i := range msgs {
+		m, err := bus.NewMessage(ctx, map[string]int{"i": i}, bus.WithDeliverAt(at))
+		require.NoError(t, err)
+		msgs[i], ids[i] = m, m.UUID
+	}
+	require.NoError(t, a.Publisher().Publish("delay.race", msgs...))
+	// Close a as its mover starts on the due events: whatever it had not
+	// moved stays scheduled for the next mover.
+	for time.Now().Before(at) {
+		time.Sleep(time.Millisecond)
+	}
+	require.NoError(t, a.Close())
+
+	b := busOn(t, prefix, 10*time.Millisecond)
+	sub, err := b.NewSubscriber(fastSub("svc.h"))
+	require.NoError(t, err)
+	ch, err := sub.Subscribe(ctx, "delay.race")
+	require.NoError(t, err)
+	got := receive(t, ch, n, 30*time.Second)
+	var gotIDs []string
+	for _, m := range got {
+		gotIDs = append(gotIDs, m.UUID)
+	}
+	assert.ElementsMatch(t, ids, gotIDs)
+	l, err := b.Client().XLen(ctx, prefix+"delay.race").Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, n, l, "none moved twice")
+}
+
+func TestDelayedPublishRetriedAfterAFailureStaysDelayed(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	b := busOn(t, prefix, -1)
+	m := message.NewMessage(watermill.NewUUID(), []byte(`{}`))
+	delay.Message(m, delay.For(time.Hour))
+	m.Metadata.Set(bus.AttrBroadcast, "maybe") // invalid: the publish fails
+	require.ErrorIs(t, b.Publisher().Publish("delay.retry", m), bus.ErrInvalidAttribute)
+	m.Metadata.Set(bus.AttrBroadcast, "true")
+	require.NoError(t, b.Publisher().Publish("delay.retry", m))
+	l, err := b.Client().XLen(ctxT(t), prefix+"delay.retry").Result()
+	require.NoError(t, err)
+	assert.Zero(t, l, "still delayed after the failed attempt")
+	list, err := b.ListScheduled(ctxT(t), "delay.retry", 0)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	assert.WithinDuration(t, time.Now().Add(time.Hour), list[0].Due, 5*time.Second)
+}
+
 func TestDelayOptionsWatermillMetadataHorizonCancel(t *testing.T) {
 	prefix := redistest.Prefix(t)
 	ctx := ctxT(t)
