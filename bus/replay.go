@@ -276,13 +276,16 @@ func (b *Bus) ReplayInto(ctx context.Context, r ReplayRange, handle ReplayHandle
 		if err != nil {
 			return n, err
 		}
-		end := "+"
+		last, err := b.client.XRevRangeN(ctx, key, "+", "-", 1).Result()
+		if err != nil {
+			return n, fmt.Errorf("newest entry of %s: %w", key, err)
+		}
+		if len(last) == 0 {
+			continue // no stream, or an empty one: nothing to replay (and no stream made)
+		}
+		end := last[0].ID
 		if !r.To.IsZero() {
 			end = strconv.FormatInt(r.To.UnixMilli(), 10)
-		} else if last, err := b.client.XRevRangeN(ctx, key, "+", "-", 1).Result(); err != nil {
-			return n, fmt.Errorf("newest entry of %s: %w", key, err)
-		} else if len(last) == 1 {
-			end = last[0].ID
 		}
 		k, err := b.replayStream(ctx, t, key, group, start, end, handle)
 		n += k

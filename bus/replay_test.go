@@ -163,6 +163,15 @@ func TestReplayIntoTempGroupLeavesLiveGroupUntouched(t *testing.T) {
 	groups, err := b.Client().XInfoGroups(ctx, key).Result()
 	require.NoError(t, err)
 	require.Len(t, groups, 1, "the temporary group is removed")
+
+	// A type with no stream replays nothing and makes no stream.
+	n, err = b.ReplayInto(ctx, bus.ReplayRange{Types: []string{"replay.none"}, From: bus.ReplayFrom{ID: "0"}},
+		func(*message.Message) error { return nil })
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	ex, err := b.Client().Exists(ctx, b.Config().StreamKey("replay.none")).Result()
+	require.NoError(t, err)
+	assert.Zero(t, ex)
 }
 
 type liveGroup struct {
