@@ -21,6 +21,7 @@ type Bus struct {
 	logger    watermill.LoggerAdapter
 	pub       *Publisher
 	watcher   *registryWatcher
+	mover     *mover // nil when Config.SchedulePollInterval is -1
 
 	mu     sync.Mutex
 	subs   []*Subscriber
@@ -59,6 +60,9 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 	}
 	b.pub = newPublisher(cfg, b.client, logger)
 	b.watcher = newRegistryWatcher(b.client, cfg.RegistryKey(), logger)
+	if cfg.SchedulePollInterval > 0 {
+		b.mover = startMover(b)
+	}
 	return b, nil
 }
 
@@ -126,6 +130,9 @@ func (b *Bus) Close() error {
 	subs := slices.Clone(b.subs) // each Close calls forget, which edits b.subs
 	b.mu.Unlock()
 
+	if b.mover != nil {
+		b.mover.stop()
+	}
 	var errs []error
 	for _, s := range subs {
 		errs = append(errs, s.Close())

@@ -65,6 +65,15 @@ type Config struct {
 	// without one. Default "application/json". Data under a JSON content type
 	// must be valid JSON (or empty).
 	DefaultContentType string
+
+	// MaxDelay is the furthest in the future an event may be scheduled
+	// (WithDeliverAt, WithDelay); later is ErrDelayTooLong. Default
+	// DefaultMaxDelay (90 days); -1 means no limit.
+	MaxDelay time.Duration
+	// SchedulePollInterval is how often the bus's mover looks for due
+	// scheduled events: the bound on how late one is delivered while a bus
+	// runs. Default DefaultSchedulePollInterval; -1 runs no mover in this bus.
+	SchedulePollInterval time.Duration
 }
 
 // Retention says how streams are trimmed on every publish ("~", approximate,
@@ -90,6 +99,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.DefaultContentType == "" {
 		c.DefaultContentType = DefaultContentType
+	}
+	if c.MaxDelay == 0 {
+		c.MaxDelay = DefaultMaxDelay
+	}
+	if c.SchedulePollInterval == 0 {
+		c.SchedulePollInterval = DefaultSchedulePollInterval
 	}
 }
 
@@ -125,6 +140,12 @@ func (c Config) Validate() error {
 	}
 	if c.Retention.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("Retention.MaxAge %s must not be negative", c.Retention.MaxAge))
+	}
+	if c.MaxDelay < -1 {
+		errs = append(errs, fmt.Errorf("MaxDelay %s: use a positive duration, 0 for the default or -1 for no limit", c.MaxDelay))
+	}
+	if c.SchedulePollInterval < -1 || (c.SchedulePollInterval > 0 && c.SchedulePollInterval < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("SchedulePollInterval %s: use at least 1ms, or -1 for no mover", c.SchedulePollInterval))
 	}
 	if len(errs) == 0 {
 		return nil

@@ -109,6 +109,10 @@ func (p *Publisher) publish(topic string, msgs []*message.Message) error {
 	if err := ValidateType(topic); err != nil {
 		return err
 	}
+	dues, err := p.splitDelayed(msgs) // delayed delivery: bus/delay.go
+	if err != nil {
+		return err
+	}
 	now := time.Now().UTC().Format(time.RFC3339Nano) // once per call, not per event
 	fields := make([][]any, len(msgs))
 	addressed := false
@@ -119,6 +123,9 @@ func (p *Publisher) publish(topic string, msgs []*message.Message) error {
 		}
 		fields[i] = f
 		addressed = addressed || IsAddressed(msg)
+	}
+	if dues != nil {
+		return p.publishDelayed(topic, msgs, fields, dues)
 	}
 	ctx := msgs[0].Context()
 	key := p.cfg.StreamKey(topic)

@@ -111,6 +111,13 @@ func MessageFromEvent(e event.Event) (*message.Message, error) {
 		if err != nil {
 			return nil, fieldErr(name, fmt.Errorf("%w: extension %q: %v", bus.ErrInvalidAttribute, name, err))
 		}
+		if name == bus.ExtDeliverAt { // delayed delivery: not an attribute, a due time
+			t, err := time.Parse(time.RFC3339Nano, s)
+			if err != nil {
+				return nil, fieldErr(name, fmt.Errorf("%w: %s %q is not an RFC 3339 time", bus.ErrInvalidAttribute, name, s))
+			}
+			s, name = strconv.FormatInt(t.UnixMilli(), 10), bus.MetaDeliverAt
+		}
 		md[name] = s
 	}
 	if b, ok := md[bus.AttrBroadcast]; ok && b != "true" && b != "false" {
@@ -359,7 +366,7 @@ func (g *Gateway) publishFailure(err error, done, total int) *answer {
 		a.status, a.field = http.StatusBadRequest, bus.FieldData
 	case errors.Is(err, bus.ErrEventTooLarge):
 		a.status, a.field = http.StatusRequestEntityTooLarge, bus.FieldData
-	case errors.Is(err, bus.ErrInvalidAttribute):
+	case errors.Is(err, bus.ErrInvalidAttribute), errors.Is(err, bus.ErrDelayTooLong):
 		a.status = http.StatusBadRequest
 	case errors.Is(err, bus.ErrClosed), !isPermanentRedisError(err):
 		a.status, a.message, a.retryAfter = http.StatusServiceUnavailable, "the event store is unavailable: retry later", "1"

@@ -70,6 +70,7 @@ func classify(err error) error {
 	for _, target := range []error{
 		bus.ErrInvalidType, bus.ErrInvalidPattern, bus.ErrInvalidData,
 		bus.ErrInvalidAttribute, bus.ErrEventTooLarge, bus.ErrInvalidConfig,
+		bus.ErrDelayTooLong,
 	} {
 		if errors.Is(err, target) {
 			return &usageError{err: err}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -27,6 +28,9 @@ const maxLine = bus.DefaultMaxEventSize + 64<<10
 type publishOptions struct {
 	room, user, subject, contentType, id string
 	broadcast                            bool
+	delay                                time.Duration
+	at                                   string
+	deliverAt                            time.Time // from delay or at
 }
 
 func newPublishCmd(g *globals) *cobra.Command {
@@ -45,7 +49,11 @@ the events of the lines before it are published (their ids printed).
 With no DATA on a terminal, one event with no data is published.
 
 --room, --user and --broadcast address the event to browsers (the gateway
-delivers it over server-sent events); --subject sets the CloudEvents subject.`,
+delivers it over server-sent events); --subject sets the CloudEvents subject.
+
+--delay 10m or --at 2026-01-02T15:04:05Z schedules the event instead: it is
+validated now and written to its stream when due by a running bus (see
+'eventbus scheduled list').`,
 		Example: `  eventbus publish photo.uploaded '{"photoId":"p-42","size":1024}' --subject p-42
   eventbus publish photo.notification '{"text":"done"}' --user u-7
   eventbus publish deploy.finished '{}' --broadcast
@@ -56,7 +64,11 @@ delivers it over server-sent events); --subject sets the CloudEvents subject.`,
   eventbus publish photo.uploaded - < uploads.jsonl
 
   # data that is not JSON
-  eventbus publish log.line 'disk full' --content-type text/plain`,
+  eventbus publish log.line 'disk full' --content-type text/plain
+
+  # deliver later
+  eventbus publish photo.retry '{"photoId":"p-42"}' --delay 10m
+  eventbus publish user.reminder '{"userId":"u-7"}' --at 2026-01-02T09:00:00Z`,
 		Args: usageArgs(cobra.RangeArgs(1, 2)),
 		RunE: runE(func(cmd *cobra.Command, args []string) error {
 			return runPublish(cmd.Context(), g, o, args)
@@ -69,6 +81,8 @@ delivers it over server-sent events); --subject sets the CloudEvents subject.`,
 	f.StringVar(&o.subject, "subject", "", "CloudEvents subject, e.g. the photo id")
 	f.StringVar(&o.contentType, "content-type", "", "datacontenttype of the data (default application/json; JSON types are checked)")
 	f.StringVar(&o.id, "id", "", "event id (default a new UUID); only for a single event")
+	f.DurationVar(&o.delay, "delay", 0, "deliver the event(s) this long from now (e.g. 10m)")
+	f.StringVar(&o.at, "at", "", "deliver the event(s) at this RFC 3339 time")
 	return cmd
 }
 
@@ -76,6 +90,20 @@ func runPublish(ctx context.Context, g *globals, o publishOptions, args []string
 	typ := args[0]
 	if err := bus.ValidateType(typ); err != nil {
 		return typeError(err)
+	}
+	switch {
+	case o.delay != 0 && o.at != "":
+		return usagef("set only one of --delay and --at")
+	case o.delay < 0:
+		return usagef("invalid --delay %s: use a positive duration", o.delay)
+	case o.delay > 0:
+		o.deliverAt = time.Now().Add(o.delay)
+	case o.at != "":
+		t, err := time.Parse(time.RFC3339Nano, o.at)
+		if err != nil {
+			return usagef("invalid --at %q: use an RFC 3339 time such as 2026-01-02T15:04:05Z", o.at)
+		}
+		o.deliverAt = t
 	}
 	contentType := o.contentType
 	if contentType == "" {
@@ -139,6 +167,9 @@ func (p *publisher) message(data []byte) *message.Message {
 	set(bus.AttrDataContentType, p.opts.contentType)
 	if p.opts.broadcast {
 		msg.Metadata.Set(bus.AttrBroadcast, "true")
+	}
+	if !p.opts.deliverAt.IsZero() {
+		bus.WithDeliverAt(p.opts.deliverAt)(msg)
 	}
 	return msg
 }

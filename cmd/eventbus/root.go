@@ -28,6 +28,9 @@ type globals struct {
 	url     string // --redis-url; "" means $REDIS_URL, else defaultRedisURL
 	prefix  string // --prefix
 	service string // --service
+	// mover: the bus moves due scheduled events (serve only; a one-shot
+	// command would trim streams by its own default retention).
+	mover bool
 }
 
 // redisURL returns the Redis URL to use: --redis-url, else $REDIS_URL, else
@@ -68,7 +71,10 @@ func (g *globals) config() (bus.Config, error) {
 		return bus.Config{}, usagef("invalid Redis URL %s: %s — use redis://[user:password@]host:port/db or rediss://… in --redis-url/REDIS_URL",
 			bus.RedactURL(raw), g.redact(err.Error()))
 	}
-	cfg := bus.Config{ServiceName: g.service, RedisURL: raw, StreamPrefix: g.prefix}
+	cfg := bus.Config{ServiceName: g.service, RedisURL: raw, StreamPrefix: g.prefix, SchedulePollInterval: -1}
+	if g.mover {
+		cfg.SchedulePollInterval = 0 // the default
+	}
 	if err := cfg.Validate(); err != nil {
 		return bus.Config{}, usagef("%s — check --service and --prefix", g.redact(err.Error()))
 	}
@@ -174,6 +180,8 @@ JSON).`,
 		newTailCmd(g),
 		newStatsCmd(g),
 		newDLQCmd(g),
+		newReplayCmd(g),
+		newScheduledCmd(g),
 		newServeCmd(g),
 		newBenchCmd(g),
 		newDemoCmd(g),

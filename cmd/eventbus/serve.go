@@ -195,6 +195,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	// starting and stopping its idle handler) say nothing useful.
 	quiet := watermill.NewSlogLogger(slog.New(slog.NewTextHandler(g.io.err, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)})))
 
+	g.mover = true // a long-running bus: it moves due delayed events too
 	b, err := g.connect(ctx)
 	if err != nil {
 		return err
