@@ -25,7 +25,7 @@ ts-build:
 
 ## test-ts: the TypeScript client's own tests (node --test) against a real Redis
 test-ts: ts-build
-	scripts/with-redis.sh sh -c 'cd clients/typescript && node --test test/'
+	scripts/with-redis.sh sh -c 'cd clients/typescript && node --test test/*.test.mjs'
 
 ## test-cluster: the core, wildcard and fault tests against a 3-master Redis Cluster
 test-cluster:
