@@ -41,9 +41,12 @@ type Config struct {
 	// any redis.UniversalClient). The bus never closes it: the caller owns it.
 	// Exactly one of Client and RedisURL must be set.
 	Client redis.UniversalClient
-	// RedisURL is used when Client is nil: a redis:// or rediss:// URL as
-	// understood by redis.ParseURL (user, password and TLS included). The bus
-	// then owns the client it opens and closes it in Close.
+	// RedisURL is used when Client is nil: a redis:// or rediss:// URL in one
+	// of go-redis's three forms (see RedisURLKind and ParseRedisURL): one
+	// server (redis.ParseURL), Sentinel (redis.ParseFailoverURL, told by its
+	// master_name parameter) or Cluster (redis.ParseClusterURL, told by its
+	// addr parameters); user, password and TLS included. The bus then owns
+	// the client it opens and closes it in Close.
 	RedisURL string
 	// TLSConfig, when set, is used for a rediss:// RedisURL instead of the
 	// default (system roots): set RootCAs to trust a private CA, or client
@@ -65,6 +68,10 @@ type Config struct {
 	// without one. Default "application/json". Data under a JSON content type
 	// must be valid JSON (or empty).
 	DefaultContentType string
+
+	// Durability, when its Replicas is set, makes every publish wait (Redis
+	// WAIT) until that many replicas have its entries; see Durability.
+	Durability Durability
 }
 
 // Retention says how streams are trimmed on every publish ("~", approximate,
@@ -91,6 +98,7 @@ func (c *Config) setDefaults() {
 	if c.DefaultContentType == "" {
 		c.DefaultContentType = DefaultContentType
 	}
+	c.Durability.setDefaults()
 }
 
 // Validate reports every problem with the config at once. It never changes c.
@@ -107,8 +115,8 @@ func (c Config) Validate() error {
 	case c.Client != nil && c.RedisURL != "":
 		errs = append(errs, errors.New("set only one of Client and RedisURL"))
 	case c.RedisURL != "":
-		if _, err := redis.ParseURL(c.RedisURL); err != nil {
-			errs = append(errs, fmt.Errorf("RedisURL %s: %s", RedactURL(c.RedisURL), redactErr(err, c.RedisURL)))
+		if _, err := ParseRedisURL(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("RedisURL %s: %w", RedactURL(c.RedisURL), err))
 		}
 	}
 	if c.TLSConfig != nil && c.Client != nil {
@@ -126,6 +134,7 @@ func (c Config) Validate() error {
 	if c.Retention.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("Retention.MaxAge %s must not be negative", c.Retention.MaxAge))
 	}
+	errs = append(errs, c.Durability.validate()...)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -148,11 +157,21 @@ func (c Config) RegistryKey() string { return c.StreamPrefix + "$types" }
 func (c Config) PushKey() string { return c.StreamPrefix + "$push" }
 
 // RedactURL returns u with any password replaced by "xxxxx", for logs and
-// errors. Credentials never appear in what the bus prints.
+// errors: the user info's and the password and sentinel_password query
+// parameters of the Sentinel form. Credentials never appear in what the bus
+// prints.
 func RedactURL(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return "<unparsable URL>"
+	}
+	if q := p.Query(); q.Has("password") || q.Has("sentinel_password") {
+		for _, k := range []string{"password", "sentinel_password"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		p.RawQuery = q.Encode()
 	}
 	return p.Redacted()
 }
@@ -165,6 +184,15 @@ func redactErr(err error, rawURL string) string {
 		rest := rawURL[i+3:]
 		if j := strings.LastIndexByte(rest, '@'); j > 0 {
 			s = strings.ReplaceAll(s, rest[:j], "xxxxx")
+		}
+	}
+	if p, err := url.Parse(rawURL); err == nil {
+		for _, k := range []string{"password", "sentinel_password"} {
+			for _, v := range p.Query()[k] {
+				if v != "" {
+					s = strings.ReplaceAll(s, v, "xxxxx")
+				}
+			}
 		}
 	}
 	return s
