@@ -5,6 +5,7 @@ package ha_test
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -174,20 +175,20 @@ func clusterURL(addrs string) string {
 func clusterMasterOf(t *testing.T, c *redis.ClusterClient, key string) (master, replica string) {
 	t.Helper()
 	slot := int(crc16slot(key))
-	slots, err := c.ClusterSlots(context.Background()).Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, s := range slots {
-		if slot >= s.Start && slot <= s.End {
-			if len(s.Nodes) < 2 {
-				t.Fatalf("slot %d has no replica: %+v", slot, s)
-			}
-			return s.Nodes[0].Addr, s.Nodes[1].Addr
+	waitFor(t, 20*time.Second, fmt.Sprintf("slot %d to show a master and a replica in CLUSTER SLOTS", slot), func() bool {
+		slots, err := c.ClusterSlots(context.Background()).Result()
+		if err != nil {
+			return false
 		}
-	}
-	t.Fatalf("no node owns slot %d", slot)
-	return "", ""
+		for _, s := range slots {
+			if slot >= s.Start && slot <= s.End && len(s.Nodes) >= 2 {
+				master, replica = s.Nodes[0].Addr, s.Nodes[1].Addr
+				return true
+			}
+		}
+		return false
+	})
+	return master, replica
 }
 
 func crc16slot(key string) uint16 {

@@ -145,6 +145,19 @@ cluster_ok() {
 		grep -qx "cluster_known_nodes:$nodes" <<<"$info"
 }
 
+# repl_ok PORT: with replicas, a master has all its replicas connected and a
+# replica has its link up (the cluster is ok before replicas have synced).
+repl_ok() {
+	((replicas > 0)) || return 0
+	local info
+	info=$(cli -p "$1" info replication 2>/dev/null | tr -d '\r') || return 1
+	if grep -qx 'role:master' <<<"$info"; then
+		grep -qx "connected_slaves:$replicas" <<<"$info"
+	else
+		grep -qx 'master_link_status:up' <<<"$info"
+	fi
+}
+
 do_start() {
 	have "$REDIS_SERVER_BIN" || die "redis-server not found (apt-get install redis-server)"
 	have "$REDIS_CLI_BIN" || die "redis-cli not found (apt-get install redis-tools)"
@@ -192,7 +205,7 @@ do_start() {
 	for _ in $(seq 1 300); do # 30 s
 		ok=yes
 		for port in "${ports[@]}"; do
-			cluster_ok "$port" || {
+			{ cluster_ok "$port" && repl_ok "$port"; } || {
 				ok=""
 				break
 			}
@@ -200,7 +213,7 @@ do_start() {
 		[[ -z $ok ]] || break
 		sleep 0.1
 	done
-	[[ -n $ok ]] || fail_start "cluster did not reach cluster_state:ok on all nodes within 30 s"
+	[[ -n $ok ]] || fail_start "cluster did not reach cluster_state:ok (and, with replicas, replicas in sync) on all nodes within 30 s"
 
 	local joined
 	joined=$(
