@@ -211,9 +211,7 @@ func crc16slot(key string) uint16 {
 	return crc % 16384
 }
 
-
-
-func splitFirst(list string) string { return strings.Split(list, ",")[0] }
+func splitFirst(list string) string  { return strings.Split(list, ",")[0] }
 func splitSecond(list string) string { return strings.Split(list, ",")[1] }
 
 func newPlain(addr string) *redis.Client {
