@@ -85,3 +85,48 @@ func TestDurabilityLatency(t *testing.T) {
 			lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)*99/100].Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond), len(lat))
 	}
 }
+
+// TestPatternSubscriptionAcrossSentinelFailover: a pattern subscription (the
+// registry watcher's Pub/Sub plus its resync) learns of a type first
+// published after a SENTINEL FAILOVER, on the new primary.
+func TestPatternSubscriptionAcrossSentinelFailover(t *testing.T) {
+	tp := startSentinel(t)
+	b := newBus(t, tp.env["REDIS_URL"], bus.Durability{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sub, err := b.NewSubscriber(bus.SubscriberConfig{ConsumerGroup: "pattern", BlockTime: 50 * time.Millisecond, ResyncInterval: 500 * time.Millisecond})
+	require.NoError(t, err)
+	ch, err := sub.Subscribe(ctx, "hap.*")
+	require.NoError(t, err)
+	_, err = bus.Publish(ctx, b.Publisher(), "hap.before", map[string]int{"n": 1})
+	require.NoError(t, err)
+	select {
+	case m := <-ch:
+		m.Ack()
+	case <-ctx.Done():
+		t.Fatal("no event before the failover")
+	}
+
+	c := newPlain(splitFirst(tp.env["REDIS_SENTINEL_ADDRS"]))
+	defer c.Close()
+	require.NoError(t, c.Do(ctx, "SENTINEL", "FAILOVER", tp.env["REDIS_SENTINEL_MASTER"]).Err())
+	promoted := splitSecond(tp.env["REDIS_SENTINEL_NODES"])
+	waitFor(t, 30*time.Second, promoted+" promoted", func() bool { return roleOf(promoted) == "master" })
+
+	var id string
+	waitFor(t, 30*time.Second, "a publish on the new primary", func() bool {
+		id, err = bus.Publish(ctx, b.Publisher(), "hap.after", map[string]int{"n": 2})
+		return err == nil
+	})
+	for {
+		select {
+		case m := <-ch:
+			m.Ack()
+			if m.UUID == id {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatal("the pattern subscription did not get a type first published after the failover")
+		}
+	}
+}
