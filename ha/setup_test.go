@@ -171,20 +171,34 @@ func clusterURL(addrs string) string {
 }
 
 // clusterMasterOf returns the address of the master that owns key's slot
-// and of one of its replicas.
+// and of one of its replicas (CLUSTER SHARDS, Redis 7).
 func clusterMasterOf(t *testing.T, c *redis.ClusterClient, key string) (master, replica string) {
 	t.Helper()
 	slot := int(crc16slot(key))
-	waitFor(t, 20*time.Second, fmt.Sprintf("slot %d to show a master and a replica in CLUSTER SLOTS", slot), func() bool {
-		slots, err := c.ClusterSlots(context.Background()).Result()
+	waitFor(t, 20*time.Second, fmt.Sprintf("slot %d to show a healthy master and replica in CLUSTER SHARDS", slot), func() bool {
+		shards, err := c.ClusterShards(context.Background()).Result()
 		if err != nil {
 			return false
 		}
-		for _, s := range slots {
-			if slot >= s.Start && slot <= s.End && len(s.Nodes) >= 2 {
-				master, replica = s.Nodes[0].Addr, s.Nodes[1].Addr
-				return true
+		for _, sh := range shards {
+			owns := false
+			for _, r := range sh.Slots {
+				owns = owns || (int64(slot) >= r.Start && int64(slot) <= r.End)
 			}
+			if !owns {
+				continue
+			}
+			master, replica = "", ""
+			for _, n := range sh.Nodes {
+				addr := fmt.Sprintf("%s:%d", n.IP, n.Port)
+				switch {
+				case n.Role == "master" && n.Health == "online":
+					master = addr
+				case n.Role == "replica" && n.Health == "online":
+					replica = addr
+				}
+			}
+			return master != "" && replica != ""
 		}
 		return false
 	})
