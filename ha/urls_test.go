@@ -130,3 +130,22 @@ func TestPatternSubscriptionAcrossSentinelFailover(t *testing.T) {
 		}
 	}
 }
+
+// TestSentinelURLFormWithPassword: data nodes with a password, given as the
+// Sentinel form's password parameter; a wrong one fails without showing it.
+func TestSentinelURLFormWithPassword(t *testing.T) {
+	tp := startScript(t, "redis-sentinel.sh", "REDIS_SENTINEL_PASSWORD=hunter2secret")
+	url := tp.env["REDIS_URL"]
+	require.Contains(t, url, "&password=hunter2secret")
+	roundTrip(t, newBus(t, url, bus.Durability{Replicas: 1}))
+
+	wrong := strings.Replace(url, "hunter2secret", "wrong2secret", 1)
+	b, err := bus.New(bus.Config{ServiceName: "ha", RedisURL: wrong, StreamPrefix: "ha:"}, nil)
+	require.NoError(t, err)
+	defer b.Close()
+	err = b.Ping(context.Background())
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "wrong2secret")
+	assert.NotContains(t, bus.RedactURL(wrong), "wrong2secret")
+	t.Logf("wrong password: %v", err)
+}

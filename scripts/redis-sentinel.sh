@@ -20,6 +20,8 @@
 #   env DIR    Prints DIR/env.
 #
 # Environment: REDIS_SERVER / REDIS_CLI override the binaries (default from $PATH).
+# REDIS_SENTINEL_PASSWORD, when set, is the data nodes' password (requirepass,
+# masterauth; sentinel auth-pass) and REDIS_URL carries it as &password=...
 #
 # Example:
 #   scripts/redis-sentinel.sh start /tmp/rs
@@ -33,6 +35,11 @@ readonly master="mymaster"
 REDIS_SERVER_BIN=${REDIS_SERVER:-redis-server}
 REDIS_CLI_BIN=${REDIS_CLI:-redis-cli}
 base_port=${REDIS_SENTINEL_BASE_PORT:-26400}
+password=${REDIS_SENTINEL_PASSWORD:-}
+auth_args=()
+if [[ -n $password ]]; then
+	auth_args=(--requirepass "$password" --masterauth "$password")
+fi
 
 die() {
 	echo "$prog: $*" >&2
@@ -51,7 +58,9 @@ dir=$2
 
 have() { command -v "$1" >/dev/null 2>&1; }
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-cli() { timeout 5 "$REDIS_CLI_BIN" -h 127.0.0.1 "$@"; }
+cli() { REDISCLI_AUTH=$password timeout 5 "$REDIS_CLI_BIN" -h 127.0.0.1 "$@"; }
+# scli talks to a sentinel (no password).
+scli() { timeout 5 "$REDIS_CLI_BIN" -h 127.0.0.1 "$@"; }
 
 ports_of() {
 	if [[ -f $dir/ports ]]; then
@@ -132,7 +141,7 @@ start_server() {
 	echo "$p" >>"$dir/ports"
 	"$REDIS_SERVER_BIN" --bind 127.0.0.1 --port "$p" --save "" --appendonly no \
 		--dir "$nd" --daemonize yes --pidfile "$nd/redis.pid" --logfile "$nd/redis.log" \
-		"$@" >"$nd/start.log" 2>&1 || fail_start "redis-server on port $p failed to start"
+		${auth_args[@]+"${auth_args[@]}"} "$@" >"$nd/start.log" 2>&1 || fail_start "redis-server on port $p failed to start"
 	wait_ping "$p" || fail_start "redis-server on port $p did not answer PING within 10 s"
 }
 
@@ -154,9 +163,17 @@ sentinel down-after-milliseconds $master 1000
 sentinel failover-timeout $master 5000
 sentinel parallel-syncs $master 1
 CONF
+	if [[ -n $password ]]; then
+		echo "sentinel auth-pass $master $password" >>"$nd/sentinel.conf"
+	fi
 	"$REDIS_SERVER_BIN" "$nd/sentinel.conf" --sentinel >"$nd/start.log" 2>&1 ||
 		fail_start "sentinel on port $p failed to start"
-	wait_ping "$p" || fail_start "sentinel on port $p did not answer PING within 10 s"
+	local i
+	for i in $(seq 1 100); do
+		[[ "$(scli -p "$p" ping 2>/dev/null || true)" == PONG ]] && return 0
+		sleep 0.1
+	done
+	fail_start "sentinel on port $p did not answer PING within 10 s"
 }
 
 field() { tr -d '\r' | grep "^$1:" | cut -d: -f2; }
@@ -203,7 +220,7 @@ do_start() {
 	for s in "$s1" "$s2" "$s3"; do
 		ok=""
 		for _ in $(seq 1 300); do # 30 s: sentinels find each other through the primary's hello channel
-			out=$(cli -p "$s" sentinel master "$master" 2>/dev/null | tr -d '\r' || true)
+			out=$(scli -p "$s" sentinel master "$master" 2>/dev/null | tr -d '\r' || true)
 			if grep -A1 -x num-slaves <<<"$out" | tail -n 1 | grep -qx 1 &&
 				grep -A1 -x num-other-sentinels <<<"$out" | tail -n 1 | grep -qx 2; then
 				ok=yes
@@ -215,7 +232,9 @@ do_start() {
 	done
 
 	{
-		echo "REDIS_URL=redis://127.0.0.1:$s1?master_name=$master&addr=127.0.0.1:$s2&addr=127.0.0.1:$s3"
+		url="redis://127.0.0.1:$s1?master_name=$master&addr=127.0.0.1:$s2&addr=127.0.0.1:$s3"
+		[[ -z $password ]] || url="$url&password=$password"
+		echo "REDIS_URL=$url"
 		echo "REDIS_SENTINEL_ADDRS=127.0.0.1:$s1,127.0.0.1:$s2,127.0.0.1:$s3"
 		echo "REDIS_SENTINEL_MASTER=$master"
 		echo "REDIS_SENTINEL_NODES=127.0.0.1:$primary,127.0.0.1:$replica"
