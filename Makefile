@@ -6,7 +6,7 @@ BENCHSTAT    ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-
 TESTFLAGS    ?= -race -count=1 -timeout 20m
 BENCHTIME    ?= 2s
 
-.PHONY: all demo test test-ts ts-build test-cluster test-faults test-tls bench bench-go bench-gateway lint fuzz tidy
+.PHONY: all demo test test-ts ts-build test-cluster test-faults test-tls test-ha bench bench-go bench-gateway lint fuzz tidy
 
 all: lint test
 
@@ -40,6 +40,10 @@ test-tls:
 	@dir=$$(mktemp -d); trap 'scripts/redis-tls.sh stop "$$dir"' EXIT; \
 	  scripts/redis-tls.sh start "$$dir" && set -a && . "$$dir/env" && set +a && \
 	  $(GO) test $(TESTFLAGS) -tags tls -run TLS ./bus/
+
+## test-ha: failover under load (Sentinel: kill -9 / SENTINEL FAILOVER; Cluster with replicas: kill -9 / CLUSTER FAILOVER), with and without Durability; each test starts its own topology on loopback
+test-ha:
+	$(GO) test $(TESTFLAGS) -tags ha -v ./ha/
 
 ## bench: the bus beside plain go-redis and plain watermill-redisstream in one run, with the ratio table (eventbus bench)
 BENCHFLAGS   ?= --events 20000 --latency-samples 2000 --rounds 5 --idle-streams 10000

@@ -41,21 +41,11 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 	}
 	b := &Bus{cfg: cfg, client: cfg.Client, logger: logger}
 	if b.client == nil {
-		opt, err := redis.ParseURL(cfg.RedisURL)
-		if err != nil { // Validate parsed it already; keep the check honest
-			return nil, fmt.Errorf("%w: RedisURL %s", ErrInvalidConfig, RedactURL(cfg.RedisURL))
+		c, err := NewRedisClient(cfg.RedisURL, cfg.TLSConfig)
+		if err != nil {
+			return nil, err
 		}
-		if cfg.TLSConfig != nil {
-			if opt.TLSConfig == nil {
-				return nil, fmt.Errorf("%w: TLSConfig is set but RedisURL %s is not rediss://", ErrInvalidConfig, RedactURL(cfg.RedisURL))
-			}
-			tc := cfg.TLSConfig.Clone()
-			if tc.ServerName == "" {
-				tc.ServerName = opt.TLSConfig.ServerName
-			}
-			opt.TLSConfig = tc
-		}
-		b.client = redis.NewClient(opt)
+		b.client = c
 		b.ownClient = true
 	}
 	b.pub = newPublisher(cfg, b.client, logger)

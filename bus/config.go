@@ -41,9 +41,12 @@ type Config struct {
 	// any redis.UniversalClient). The bus never closes it: the caller owns it.
 	// Exactly one of Client and RedisURL must be set.
 	Client redis.UniversalClient
-	// RedisURL is used when Client is nil: a redis:// or rediss:// URL as
-	// understood by redis.ParseURL (user, password and TLS included). The bus
-	// then owns the client it opens and closes it in Close.
+	// RedisURL is used when Client is nil: a redis:// or rediss:// URL in one
+	// of go-redis's three forms (see RedisURLKind and ParseRedisURL): one
+	// server (redis.ParseURL), Sentinel (redis.ParseFailoverURL, told by its
+	// master_name parameter) or Cluster (redis.ParseClusterURL, told by its
+	// addr parameters); user, password and TLS included. The bus then owns
+	// the client it opens and closes it in Close.
 	RedisURL string
 	// TLSConfig, when set, is used for a rediss:// RedisURL instead of the
 	// default (system roots): set RootCAs to trust a private CA, or client
@@ -74,6 +77,9 @@ type Config struct {
 	// scheduled events: the bound on how late one is delivered while a bus
 	// runs. Default DefaultSchedulePollInterval; -1 runs no mover in this bus.
 	SchedulePollInterval time.Duration
+	// Durability, when its Replicas is set, makes every publish wait (Redis
+	// WAIT) until that many replicas have its entries; see Durability.
+	Durability Durability
 }
 
 // Retention says how streams are trimmed on every publish ("~", approximate,
@@ -106,6 +112,7 @@ func (c *Config) setDefaults() {
 	if c.SchedulePollInterval == 0 {
 		c.SchedulePollInterval = DefaultSchedulePollInterval
 	}
+	c.Durability.setDefaults()
 }
 
 // Validate reports every problem with the config at once. It never changes c.
@@ -122,8 +129,8 @@ func (c Config) Validate() error {
 	case c.Client != nil && c.RedisURL != "":
 		errs = append(errs, errors.New("set only one of Client and RedisURL"))
 	case c.RedisURL != "":
-		if _, err := redis.ParseURL(c.RedisURL); err != nil {
-			errs = append(errs, fmt.Errorf("RedisURL %s: %s", RedactURL(c.RedisURL), redactErr(err, c.RedisURL)))
+		if _, err := ParseRedisURL(c.RedisURL); err != nil {
+			errs = append(errs, fmt.Errorf("RedisURL %s: %w", RedactURL(c.RedisURL), err))
 		}
 	}
 	if c.TLSConfig != nil && c.Client != nil {
@@ -147,6 +154,7 @@ func (c Config) Validate() error {
 	if c.SchedulePollInterval < -1 || (c.SchedulePollInterval > 0 && c.SchedulePollInterval < time.Millisecond) {
 		errs = append(errs, fmt.Errorf("SchedulePollInterval %s: use at least 1ms, or -1 for no mover", c.SchedulePollInterval))
 	}
+	errs = append(errs, c.Durability.validate()...)
 	if len(errs) == 0 {
 		return nil
 	}
@@ -169,11 +177,21 @@ func (c Config) RegistryKey() string { return c.StreamPrefix + "$types" }
 func (c Config) PushKey() string { return c.StreamPrefix + "$push" }
 
 // RedactURL returns u with any password replaced by "xxxxx", for logs and
-// errors. Credentials never appear in what the bus prints.
+// errors: the user info's and the password and sentinel_password query
+// parameters of the Sentinel form. Credentials never appear in what the bus
+// prints.
 func RedactURL(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
 		return "<unparsable URL>"
+	}
+	if q := p.Query(); q.Has("password") || q.Has("sentinel_password") {
+		for _, k := range []string{"password", "sentinel_password"} {
+			if q.Has(k) {
+				q.Set(k, "xxxxx")
+			}
+		}
+		p.RawQuery = q.Encode()
 	}
 	return p.Redacted()
 }
@@ -186,6 +204,15 @@ func redactErr(err error, rawURL string) string {
 		rest := rawURL[i+3:]
 		if j := strings.LastIndexByte(rest, '@'); j > 0 {
 			s = strings.ReplaceAll(s, rest[:j], "xxxxx")
+		}
+	}
+	if p, err := url.Parse(rawURL); err == nil {
+		for _, k := range []string{"password", "sentinel_password"} {
+			for _, v := range p.Query()[k] {
+				if v != "" {
+					s = strings.ReplaceAll(s, v, "xxxxx")
+				}
+			}
 		}
 	}
 	return s

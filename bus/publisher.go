@@ -130,7 +130,7 @@ func (p *Publisher) publish(topic string, msgs []*message.Message) error {
 	ctx := msgs[0].Context()
 	key := p.cfg.StreamKey(topic)
 	_, registered := p.known.Load(topic)
-	if len(msgs) == 1 && registered && !addressed {
+	if len(msgs) == 1 && registered && !addressed && !p.durable() {
 		if err := p.client.XAdd(ctx, p.xaddArgs(key, fields[0])).Err(); err != nil {
 			return fmt.Errorf("publish %s to %s: %w", msgs[0].UUID, key, err)
 		}
@@ -151,7 +151,7 @@ func (p *Publisher) publish(topic string, msgs []*message.Message) error {
 		pipe.SAdd(ctx, p.cfg.RegistryKey(), topic)
 		pipe.Publish(ctx, p.cfg.RegistryKey(), topic)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := p.exec(ctx, pipe); err != nil { // durability.go: WAIT for replicas
 		return fmt.Errorf("publish %d event(s) to %s: %w", len(msgs), key, err)
 	}
 	if !registered {

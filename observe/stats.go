@@ -273,8 +273,8 @@ func credentialRedactor(b *bus.Bus) func(string) string {
 				secrets = append(secrets, rest[:j]) // "user:password"
 			}
 		}
-		if opt, err := redis.ParseURL(u); err == nil {
-			secrets = append(secrets, opt.Password)
+		if p, err := bus.ParseRedisURL(u); err == nil {
+			secrets = append(secrets, p.Password()...)
 		}
 	}
 	switch c := b.Client().(type) {

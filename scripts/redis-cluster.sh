@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # redis-cluster.sh start|stop|env DIR
 #
-#   start DIR  Starts a 3-master Redis Cluster (no replicas) on loopback: three
-#              redis-server daemons on the first free ports from
+#   start DIR  Starts a 3-master Redis Cluster on loopback (no replicas, or
+#              $REDIS_CLUSTER_REPLICAS replicas per master): redis-server daemons on the first free ports from
 #              $REDIS_CLUSTER_BASE_PORT (default 17000) whose cluster bus ports
 #              (port+10000) are free too; no persistence; data, logs and pid files
 #              in DIR/<port>/. Waits (bounded) until every node reports
@@ -15,6 +15,11 @@
 #   env DIR    Prints the REDIS_CLUSTER_ADDRS=... line.
 #
 # Environment: REDIS_SERVER / REDIS_CLI override the binaries (default from $PATH).
+# REDIS_CLUSTER_REPLICAS (default 0) replicas per master: with 1, six nodes,
+# each master with one replica (what scripts/with-redis-cluster.sh and the ha/
+# tests use for failover). REDIS_CLUSTER_NODE_TIMEOUT (ms, default 5000) is
+# cluster-node-timeout: how long a master must be unreachable before its
+# replica takes over.
 #
 # Example:
 #   scripts/redis-cluster.sh start /tmp/rc
@@ -27,7 +32,11 @@ readonly marker=".redis-cluster.sh"
 REDIS_SERVER_BIN=${REDIS_SERVER:-redis-server}
 REDIS_CLI_BIN=${REDIS_CLI:-redis-cli}
 base_port=${REDIS_CLUSTER_BASE_PORT:-17000}
-readonly nodes=3
+replicas=${REDIS_CLUSTER_REPLICAS:-0}
+node_timeout=${REDIS_CLUSTER_NODE_TIMEOUT:-5000}
+[[ $replicas =~ ^[0-9]+$ ]] || { echo "$prog: REDIS_CLUSTER_REPLICAS=$replicas is not a number" >&2; exit 2; }
+[[ $node_timeout =~ ^[0-9]+$ ]] || { echo "$prog: REDIS_CLUSTER_NODE_TIMEOUT=$node_timeout is not a number of ms" >&2; exit 2; }
+readonly nodes=$((3 * (1 + replicas)))
 
 die() {
 	echo "$prog: $*" >&2
@@ -99,7 +108,7 @@ start_node() {
 	: >"$nd/redis.log"
 	echo "$port" >>"$dir/ports"
 	"$REDIS_SERVER_BIN" --bind 127.0.0.1 --port "$port" \
-		--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+		--cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout "$node_timeout" \
 		--save "" --appendonly no --dir "$nd" --daemonize yes \
 		--pidfile "$nd/redis.pid" --logfile "$nd/redis.log" >"$nd/start.log" 2>&1 || return 1
 	for _ in $(seq 1 100); do
@@ -134,6 +143,19 @@ cluster_ok() {
 	grep -qx 'cluster_state:ok' <<<"$info" &&
 		grep -qx 'cluster_slots_ok:16384' <<<"$info" &&
 		grep -qx "cluster_known_nodes:$nodes" <<<"$info"
+}
+
+# repl_ok PORT: with replicas, a master has all its replicas connected and a
+# replica has its link up (the cluster is ok before replicas have synced).
+repl_ok() {
+	((replicas > 0)) || return 0
+	local info
+	info=$(cli -p "$1" info replication 2>/dev/null | tr -d '\r') || return 1
+	if grep -qx 'role:master' <<<"$info"; then
+		grep -qx "connected_slaves:$replicas" <<<"$info"
+	else
+		grep -qx 'master_link_status:up' <<<"$info"
+	fi
 }
 
 do_start() {
@@ -175,7 +197,7 @@ do_start() {
 		addrs+=("127.0.0.1:$port")
 	done
 	if ! timeout 60 "$REDIS_CLI_BIN" --cluster create "${addrs[@]}" \
-		--cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1; then
+		--cluster-replicas "$replicas" --cluster-yes >"$dir/create.log" 2>&1; then
 		fail_start "redis-cli --cluster create failed"
 	fi
 
@@ -183,7 +205,7 @@ do_start() {
 	for _ in $(seq 1 300); do # 30 s
 		ok=yes
 		for port in "${ports[@]}"; do
-			cluster_ok "$port" || {
+			{ cluster_ok "$port" && repl_ok "$port"; } || {
 				ok=""
 				break
 			}
@@ -191,7 +213,7 @@ do_start() {
 		[[ -z $ok ]] || break
 		sleep 0.1
 	done
-	[[ -n $ok ]] || fail_start "cluster did not reach cluster_state:ok on all nodes within 30 s"
+	[[ -n $ok ]] || fail_start "cluster did not reach cluster_state:ok (and, with replicas, replicas in sync) on all nodes within 30 s"
 
 	local joined
 	joined=$(

@@ -31,6 +31,8 @@ func TestUsageErrors(t *testing.T) {
 		{"invalid stats pattern", []string{"stats", "A"}, []string{"invalid pattern"}},
 		{"id with stdin", []string{"publish", "a.b", "-", "--id", "x"}, []string{"--id"}},
 		{"invalid redis url", []string{"--redis-url", "ftp://u:hunter2secret@x", "stats"}, []string{"invalid Redis URL", "redis://"}},
+		{"invalid sentinel url", []string{"--redis-url", "redis://s1:26379?master_name=m&password=hunter2secret&bogus=1", "stats"}, []string{"invalid Redis URL", "sentinel URL", "unexpected option: bogus", "master_name"}},
+		{"invalid cluster url", []string{"--redis-url", "redis://u:hunter2secret@n1:7000?addr=n2", "stats"}, []string{"invalid Redis URL", "cluster URL", "unable to parse addr param: n2"}},
 		{"invalid prefix", []string{"--prefix", "a{b}:", "stats"}, []string{"StreamPrefix"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/cobra"
 
 	"github.com/shared-infra/eventbus/bus"
@@ -67,8 +66,8 @@ func (g *globals) redact(s string) string {
 // contacting Redis.
 func (g *globals) config() (bus.Config, error) {
 	raw := g.redisURL()
-	if _, err := redis.ParseURL(raw); err != nil {
-		return bus.Config{}, usagef("invalid Redis URL %s: %s — use redis://[user:password@]host:port/db or rediss://… in --redis-url/REDIS_URL",
+	if _, err := bus.ParseRedisURL(raw); err != nil {
+		return bus.Config{}, usagef("invalid Redis URL %s: %s — use redis://[user:password@]host:port/db, rediss://…, the Sentinel form redis://sentinel:26379?master_name=NAME&addr=sentinel2:26379 or the Cluster form redis://node1:7000?addr=node2:7001 in --redis-url/REDIS_URL",
 			bus.RedactURL(raw), g.redact(err.Error()))
 	}
 	cfg := bus.Config{ServiceName: g.service, RedisURL: raw, StreamPrefix: g.prefix, SchedulePollInterval: -1}
@@ -171,7 +170,7 @@ JSON).`,
 	}
 	root.CompletionOptions.HiddenDefaultCmd = true
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.url, "redis-url", "", "Redis URL, redis://[user:password@]host:port/db or rediss://… (default $REDIS_URL, else "+defaultRedisURL+")")
+	pf.StringVar(&g.url, "redis-url", "", "Redis URL, redis://[user:password@]host:port/db or rediss://…; Sentinel: redis://sentinel:26379?master_name=NAME[&addr=…]; Cluster: redis://node:7000?addr=node2:7001[&addr=…] (default $REDIS_URL, else "+defaultRedisURL+")")
 	pf.StringVar(&g.prefix, "prefix", bus.DefaultStreamPrefix, "stream key prefix of the bus")
 	pf.StringVar(&g.service, "service", defaultService, "service name: the source of published events")
 

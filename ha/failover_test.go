@@ -1,0 +1,283 @@
+//go:build ha
+
+package ha_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/shared-infra/eventbus/bus"
+)
+
+const (
+	topic      = "ha.load"
+	rate       = 1000 // events/s offered
+	beforeRun  = 2 * time.Second
+	afterFault = 5 * time.Second // publishing goes on this long after the first post-fault ack
+	drainLimit = 30 * time.Second
+)
+
+// row is one measured failover.
+type row struct {
+	acked, handled, lost, duplicated, retried, errored int
+	rate                                               float64
+	toSwitch, firstAfterFault                          time.Duration
+}
+
+func (r row) String() string {
+	return fmt.Sprintf("rate=%.0f/s acknowledged=%d handled=%d lost=%d duplicated=%d failed-publishes=%d retries=%d fault-to-promotion=%s fault-to-first-handled-on-new-primary=%s",
+		r.rate, r.acked, r.handled, r.lost, r.duplicated, r.errored, r.retried, r.toSwitch.Round(time.Millisecond), r.firstAfterFault.Round(time.Millisecond))
+}
+
+// load publishes about rate events/s to topic through b while a subscriber
+// of b handles them; fault runs after beforeRun. A failed publish is retried
+// with the same event id until it is acknowledged (as a caller would), so an
+// ambiguous failure can duplicate but an acknowledged event must be handled.
+func load(t *testing.T, b *bus.Bus, promoted string, fault func()) row {
+	t.Helper()
+	sub, err := b.NewSubscriber(bus.SubscriberConfig{
+		ConsumerGroup: "ha", ClaimInterval: 500 * time.Millisecond, ClaimMinIdle: 2 * time.Second,
+		BlockTime: 100 * time.Millisecond, Concurrency: 4,
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, topic)
+	require.NoError(t, err)
+
+	var (
+		mu        sync.Mutex
+		ackedAt   = map[string]time.Time{}
+		seen      = map[string]int{}
+		faultAt   time.Time // when the fault was injected
+		switchAt  time.Time // when the promoted node first reported role:master
+		firstPost time.Time // first handling of an event acknowledged after switchAt
+	)
+	go func() {
+		for m := range msgs {
+			now := time.Now()
+			mu.Lock()
+			seen[m.UUID]++
+			if at, ok := ackedAt[m.UUID]; ok && !switchAt.IsZero() && at.After(switchAt) && firstPost.IsZero() {
+				firstPost = now
+			}
+			mu.Unlock()
+			m.Ack()
+		}
+	}()
+
+	var r row
+	stop := make(chan struct{})
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		tick := time.NewTicker(time.Second / rate)
+		defer tick.Stop()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			id := watermill.NewUUID()
+			for attempt := 0; ; attempt++ {
+				pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+				_, err := bus.Publish(pctx, b.Publisher(), topic, map[string]int{"n": n}, bus.WithID(id))
+				pcancel()
+				if err == nil {
+					mu.Lock()
+					ackedAt[id] = time.Now()
+					r.acked++
+					mu.Unlock()
+					break
+				}
+				if attempt == 0 {
+					r.errored++
+				}
+				r.retried++
+				if attempt == 0 || attempt%50 == 0 {
+					t.Logf("publish %d: %v (retrying)", n, err)
+				}
+				select {
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}
+	}()
+
+	time.Sleep(beforeRun)
+	mu.Lock()
+	faultAt = time.Now()
+	mu.Unlock()
+	fault()
+	go func() {
+		for roleOf(promoted) != "master" {
+			time.Sleep(10 * time.Millisecond)
+		}
+		mu.Lock()
+		switchAt = time.Now()
+		mu.Unlock()
+	}()
+	start := time.Now().Add(-beforeRun)
+	// Publish on until an event published after the fault was acknowledged,
+	// then afterFault more.
+	waitFor(t, 60*time.Second, "a publish acknowledged on the new primary", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if switchAt.IsZero() {
+			return false
+		}
+		for _, at := range ackedAt {
+			if at.After(switchAt) {
+				return true
+			}
+		}
+		return false
+	})
+	time.Sleep(afterFault)
+	close(stop)
+	<-pubDone
+	r.rate = float64(r.acked) / time.Since(start).Seconds()
+
+	deadline := time.Now().Add(drainLimit)
+	for {
+		mu.Lock()
+		missing := 0
+		for id := range ackedAt {
+			if seen[id] == 0 {
+				missing++
+			}
+		}
+		mu.Unlock()
+		if missing == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(500 * time.Millisecond) // late duplicates (claims)
+	mu.Lock()
+	defer mu.Unlock()
+	for id := range ackedAt {
+		switch n := seen[id]; {
+		case n == 0:
+			r.lost++
+		default:
+			r.handled++
+			r.duplicated += n - 1
+		}
+	}
+	r.toSwitch = switchAt.Sub(faultAt)
+	if !firstPost.IsZero() {
+		r.firstAfterFault = firstPost.Sub(faultAt)
+	} else {
+		t.Errorf("no event published after the fault was handled: the subscription did not survive the failover")
+	}
+	return r
+}
+
+func newBus(t *testing.T, url string, d bus.Durability) *bus.Bus {
+	t.Helper()
+	b, err := bus.New(bus.Config{ServiceName: "ha", RedisURL: url, StreamPrefix: "ha:", Durability: d}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	waitFor(t, 10*time.Second, "the bus to reach Redis", func() bool { return b.Ping(context.Background()) == nil })
+	return b
+}
+
+// modes are the publisher settings every fault runs with.
+var modes = []struct {
+	name string
+	d    bus.Durability
+}{
+	{"async", bus.Durability{}},
+	{"wait1", bus.Durability{Replicas: 1, Timeout: 500 * time.Millisecond}},
+}
+
+func report(t *testing.T, fault, mode string, r row, d bus.Durability) {
+	t.Logf("ROW | %s | %s | %s", fault, mode, r)
+	assert.Positive(t, r.acked)
+	if d.Replicas > 0 {
+		assert.Zero(t, r.lost, "an acknowledged event was lost with Durability on")
+	}
+}
+
+func TestSentinelFailover(t *testing.T) {
+	faults := []struct {
+		name string
+		run  func(t *testing.T, tp *topology)
+	}{
+		{"kill -9 primary", func(t *testing.T, tp *topology) {
+			primary := splitFirst(tp.env["REDIS_SENTINEL_NODES"])
+			tp.kill9(primary)
+			// Bring it back (empty) once the replica is promoted: Sentinel
+			// makes it a replica of the new primary, so WAIT 1 can be met again.
+			go func() {
+				replica := splitSecond(tp.env["REDIS_SENTINEL_NODES"])
+				for i := 0; i < 400 && roleOf(replica) != "master"; i++ {
+					time.Sleep(50 * time.Millisecond)
+				}
+				tp.restart(primary, false)
+			}()
+		}},
+		{"SENTINEL FAILOVER", func(t *testing.T, tp *topology) {
+			sentinel := splitFirst(tp.env["REDIS_SENTINEL_ADDRS"])
+			c := newPlain(sentinel)
+			defer c.Close()
+			require.NoError(t, c.Do(context.Background(), "SENTINEL", "FAILOVER", tp.env["REDIS_SENTINEL_MASTER"]).Err())
+		}},
+	}
+	for _, f := range faults {
+		for _, m := range modes {
+			t.Run(f.name+"/"+m.name, func(t *testing.T) {
+				tp := startSentinel(t)
+				b := newBus(t, tp.env["REDIS_URL"], m.d)
+				r := load(t, b, splitSecond(tp.env["REDIS_SENTINEL_NODES"]), func() { f.run(t, tp) })
+				report(t, "sentinel "+f.name, m.name, r, m.d)
+			})
+		}
+	}
+}
+
+func TestClusterFailover(t *testing.T) {
+	faults := []struct {
+		name string
+		run  func(t *testing.T, tp *topology, master, replica string)
+	}{
+		{"kill -9 master", func(t *testing.T, tp *topology, master, replica string) {
+			tp.kill9(master)
+			go func() {
+				for i := 0; i < 400 && roleOf(replica) != "master"; i++ {
+					time.Sleep(50 * time.Millisecond)
+				}
+				tp.restart(master, true)
+			}()
+		}},
+		{"CLUSTER FAILOVER", func(t *testing.T, tp *topology, master, replica string) {
+			c := newPlain(replica)
+			defer c.Close()
+			require.NoError(t, c.Do(context.Background(), "CLUSTER", "FAILOVER").Err())
+		}},
+	}
+	for _, f := range faults {
+		for _, m := range modes {
+			t.Run(f.name+"/"+m.name, func(t *testing.T) {
+				tp := startCluster(t)
+				url := clusterURL(tp.env["REDIS_CLUSTER_ADDRS"])
+				b := newBus(t, url, m.d)
+				master, replica := clusterMasterOf(t, clusterClient(t, b), "ha:"+topic)
+				waitFor(t, 20*time.Second, "the replica "+replica+" in sync", func() bool { return inSync(replica) })
+				r := load(t, b, replica, func() { f.run(t, tp, master, replica) })
+				report(t, "cluster "+f.name, m.name, r, m.d)
+			})
+		}
+	}
+}
