@@ -5,6 +5,7 @@ package typescript_test
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/gateway"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
@@ -101,4 +103,72 @@ func TestNodePublishesGoConsumes(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the Go subscriber got no event the Node publisher wrote")
 	}
+}
+
+// The Node IngressPublisher against the real gateway's POST /v1/events: a
+// structured event and a batch (JSON and binary data) reach a Go subscriber
+// with their attributes; a wrong key and an invalid attribute come back as
+// IngressErrors with the gateway's status and field.
+func TestNodePublishesThroughIngress(t *testing.T) {
+	b, _ := newBus(t)
+	const apiKey = "interop-api-key-0123456789"
+	g, err := gateway.New(b, gateway.Config{
+		Auth:    gateway.AuthConfig{HMACSecret: []byte("interop-secret-0123456789abcdef-xyz")},
+		Ingress: gateway.IngressConfig{APIKeys: []string{apiKey}},
+	}, nil)
+	require.NoError(t, err)
+	srv := httptest.NewServer(g.Handler())
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { _ = g.Close() })
+	sub, err := b.NewSubscriber(bus.SubscriberConfig{ConsumerGroup: "go"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, "photo.ingested")
+	require.NoError(t, err)
+
+	out := node(t, "test/interop/ingress.mjs", "GATEWAY_URL="+srv.URL, "API_KEY="+apiKey, "TYPE=photo.ingested",
+		`ATTRS={"traceparent":"`+traceparent+`","correlationid":"corr-8"}`)
+	var res struct {
+		One                  string
+		Batch                []string
+		BadKey, BadBroadcast struct {
+			Status         int
+			Field, Message string
+		}
+		Stats struct{ Published, Errors int }
+	}
+	require.NoError(t, json.Unmarshal([]byte(strings.TrimSpace(out)), &res), out)
+	require.Len(t, res.Batch, 2)
+	assert.Equal(t, 401, res.BadKey.Status, res.BadKey.Message)
+	assert.Equal(t, 400, res.BadBroadcast.Status, res.BadBroadcast.Message)
+	assert.Equal(t, "broadcast", res.BadBroadcast.Field)
+	assert.Equal(t, 3, res.Stats.Published)
+	assert.Equal(t, 1, res.Stats.Errors)
+
+	var got []*message.Message
+	for len(got) < 3 {
+		select {
+		case m := <-msgs:
+			m.Ack()
+			got = append(got, m)
+		case <-ctx.Done():
+			t.Fatalf("the Go subscriber got %d of the 3 events sent through ingress", len(got))
+		}
+	}
+	assert.Equal(t, []string{res.One, res.Batch[0], res.Batch[1]}, []string{got[0].UUID, got[1].UUID, got[2].UUID})
+	first := got[0].Metadata
+	assert.Equal(t, "/node-ingress", first.Get(bus.AttrSource))
+	assert.Equal(t, "p-8", first.Get(bus.AttrSubject))
+	assert.Equal(t, "album-1", first.Get(bus.AttrRoom))
+	assert.Equal(t, traceparent, first.Get(bus.AttrTraceParent))
+	assert.Equal(t, "corr-8", first.Get(bus.AttrCorrelationID))
+	assert.JSONEq(t, `{"photoId":"p-8"}`, string(got[0].Payload))
+	assert.Equal(t, "alice", got[1].Metadata.Get(bus.AttrUser))
+	assert.Equal(t, "application/octet-stream", got[2].Metadata.Get(bus.AttrDataContentType))
+	assert.Equal(t, []byte{0, 1, 2, 255}, []byte(got[2].Payload))
+	n, err := b.Client().XLen(ctx, b.Config().PushKey()).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, n, "the room's and the user's events are copied for browsers, the unaddressed one is not")
 }
