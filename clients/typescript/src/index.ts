@@ -3,4 +3,4 @@ export * from "./wire.js";
 export * from "./publisher.js";
 export * from "./consumer.js";
 export * from "./ingress.js";
-export { BrowserClient, backoff, decodeData, type BrowserClientOptions, type StreamEvent, type Gap } from "./browser.js";
+export { BrowserClient, StreamError, backoff, decodeData, type BrowserClientOptions, type StreamEvent, type Gap } from "./browser.js";
