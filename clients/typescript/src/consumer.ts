@@ -210,7 +210,7 @@ export class Consumer {
       const raw = rawFields.data ?? Buffer.alloc(0);
       let data: unknown;
       if (raw.length > 0 && isJSONContentType(fields.datacontenttype ?? "application/json")) {
-        try { data = JSON.parse(raw.toString("utf8")); } catch { await this.deadLetter(topic, id, delivery, fields, "data is not valid JSON"); ack.push(id); continue; }
+        try { data = JSON.parse(raw.toString("utf8")); } catch { await this.deadLetter(topic, id, delivery, fields, `data is not valid JSON but datacontenttype is ${JSON.stringify(fields.datacontenttype ?? "application/json")}`, raw); ack.push(id); continue; }
       }
       const ev: Event = {
         id: fields.id, type: fields.type, source: fields.source, specversion: fields.specversion, time: fields.time,
@@ -237,21 +237,30 @@ export class Consumer {
     return null;
   }
 
-  /** deadLetter writes the fields bus.DeadLetterQueue.Add writes for a malformed entry. */
-  private async deadLetter(topic: string, streamId: string, delivery: number, f: Record<string, string>, reason: string): Promise<void> {
-    const flat: string[] = [];
-    for (const [k, v] of Object.entries(f)) {
-      if (k.startsWith("_eventbus_") || k.startsWith("dlq_") || k === "redrivegroup" || k === "data") continue;
-      flat.push(k, v);
+  /**
+   * deadLetter writes what bus.DeadLetterQueue.Add writes: for a malformed
+   * entry (the Go subscriber's malformed message) its id and the whole raw
+   * entry as JSON data, with dlq_malformed; for an event whose data is not
+   * JSON (the Go validation middleware's refusal) its attributes and data.
+   * Then the dlq_ fields, so `eventbus dlq` lists it.
+   */
+  private async deadLetter(topic: string, streamId: string, delivery: number, f: Record<string, string>, reason: string, raw?: Buffer): Promise<void> {
+    const flat: (string | Buffer)[] = [];
+    if (raw) {
+      for (const [k, v] of Object.entries(f)) {
+        if (k.startsWith("_eventbus_") || k.startsWith("dlq_") || k === "redrivegroup" || k === "data") continue;
+        flat.push(k, v);
+      }
+      flat.push("data", raw);
+    } else {
+      flat.push("id", f.id || crypto.randomUUID(), "data", JSON.stringify(f));
     }
-    const id = f.id || crypto.randomUUID();
-    if (!f.id) flat.push("id", id);
     flat.push(
-      "data", JSON.stringify(f),
-      "dlq_reason", "malformed event: " + reason, "dlq_handler", "", "dlq_group", this.o.group,
-      "dlq_topic", topic, "dlq_attempts", "0", "dlq_delivery", String(delivery), "dlq_stream_id", streamId,
-      "dlq_time", new Date().toISOString(), "dlq_malformed", reason,
+      "dlq_reason", (raw ? "invalid event: " : "malformed event: ") + reason, "dlq_handler", "", "dlq_group", this.o.group,
+      "dlq_topic", topic, "dlq_attempts", raw ? "1" : "0", "dlq_delivery", String(delivery), "dlq_stream_id", streamId,
+      "dlq_time", new Date().toISOString(),
     );
+    if (!raw) flat.push("dlq_malformed", reason);
     await this.client.xadd(this.keys.deadLetters(), "MAXLEN", "~", this.o.deadLetterMaxLen, "*", ...flat);
     this.stats.deadLettered++;
   }
