@@ -79,3 +79,22 @@ test("browser client parses SSE blocks: typed handlers, gap, data_base64, last i
   assert.equal(gaps[0].message, "lost");
   for (let i = 0; i < 20; i++) { const d = backoff(i, 100, 1000); assert.ok(d >= 100 && d <= 1000); }
 });
+
+test("a pattern consumer finds a new type through the registry notification, not the resync", async (t) => {
+  const { r, prefix } = await client(t);
+  // A resync and a read block far longer than the test's bound: only the
+  // notification (and CLIENT UNBLOCK of the blocked read) can deliver in time.
+  const c = new Consumer(r, { group: "g", streamPrefix: prefix, blockMs: 30000, resyncMs: 600000 });
+  const got = [];
+  const both = new Promise((res) => c.subscribe("photo.>", (ev) => { got.push(ev.type); if (got.length === 2) res(); }));
+  t.after(() => c.close());
+  const p = new Publisher(r, { serviceName: "node-test", streamPrefix: prefix });
+  await p.publish("photo.uploaded", { data: { n: 1 } }); // known at start
+  await c.start();
+  await p.publish("photo.processing.done", { data: { n: 2 } }); // first published after start
+  let timer;
+  const bound = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`new type not discovered within 10s (got ${got})`)), 10000); });
+  await Promise.race([both, bound]).finally(() => clearTimeout(timer));
+  assert.deepEqual(got.sort(), ["photo.processing.done", "photo.uploaded"]);
+  assert.equal((await c.health()).streams, 2);
+});
