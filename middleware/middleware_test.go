@@ -124,7 +124,10 @@ func TestValidator(t *testing.T) {
 	v1, err := b.Schemas().Put(ctx, "photo.uploaded", []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string"}}}`))
 	require.NoError(t, err)
 	v := middleware.NewValidator(b.Schemas())
-	withSchema := func(m *message.Message, uri string) *message.Message { m.Metadata.Set(bus.AttrDataSchema, uri); return m }
+	withSchema := func(m *message.Message, uri string) *message.Message {
+		m.Metadata.Set(bus.AttrDataSchema, uri)
+		return m
+	}
 
 	assert.NoError(t, v.Validate(event("photo.uploaded", `{"photoId":"p"}`)), "no dataschema: the latest version")
 	assert.NoError(t, v.Validate(withSchema(event("photo.uploaded", `{"photoId":"p"}`), v1.URI)))
