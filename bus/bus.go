@@ -20,6 +20,7 @@ type Bus struct {
 	ownClient bool
 	logger    watermill.LoggerAdapter
 	pub       *Publisher
+	schemas   *SchemaRegistry
 	watcher   *registryWatcher
 	mover     *mover // nil when Config.SchedulePollInterval is -1
 
@@ -48,7 +49,8 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 		b.client = c
 		b.ownClient = true
 	}
-	b.pub = newPublisher(cfg, b.client, logger)
+	b.schemas = newSchemaRegistry(cfg, b.client, logger)
+	b.pub = newPublisher(cfg, b.client, logger, b.schemas)
 	b.watcher = newRegistryWatcher(b.client, cfg.RegistryKey(), logger)
 	if cfg.SchedulePollInterval > 0 {
 		b.mover = startMover(b)
@@ -65,7 +67,9 @@ func (b *Bus) Client() redis.UniversalClient { return b.client }
 // Logger returns the bus's logger.
 func (b *Bus) Logger() watermill.LoggerAdapter { return b.logger }
 
-// Publisher returns the bus's publisher (a message.Publisher).
+// Publisher returns the bus's publisher (a message.Publisher): the one path
+// into the bus. The router's Publisher, the gateway's ingress, the CLI and
+// dead-letter redrive all publish through it.
 func (b *Bus) Publisher() *Publisher { return b.pub }
 
 // Ping checks that Redis answers.
@@ -129,6 +133,7 @@ func (b *Bus) Close() error {
 	}
 	errs = append(errs, b.pub.Close())
 	b.watcher.close()
+	b.schemas.cache.close()
 	if b.ownClient {
 		errs = append(errs, b.client.Close())
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults for Config and SubscriberConfig. A zero field takes its default.
@@ -80,6 +81,18 @@ type Config struct {
 	// Durability, when its Replicas is set, makes every publish wait (Redis
 	// WAIT) until that many replicas have its entries; see Durability.
 	Durability Durability
+
+	// SchemaResyncInterval bounds how long a Bus keeps using the schema
+	// version it last read for a type: a new version stored by any process
+	// is used at once when its announcement arrives, and at the latest this
+	// long after. Default DefaultSchemaResyncInterval.
+	SchemaResyncInterval time.Duration
+
+	// TracerProvider records spans: "publish <type>" (producer) for every
+	// event published, and the router's "process <type>" (consumer) for every
+	// attempt of a handler. Nil records none; trace context and the
+	// correlation/causation ids still propagate from event to event.
+	TracerProvider trace.TracerProvider
 }
 
 // Retention says how streams are trimmed on every publish ("~", approximate,
@@ -111,6 +124,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SchedulePollInterval == 0 {
 		c.SchedulePollInterval = DefaultSchedulePollInterval
+	}
+	if c.SchemaResyncInterval == 0 {
+		c.SchemaResyncInterval = DefaultSchemaResyncInterval
 	}
 	c.Durability.setDefaults()
 }
@@ -153,6 +169,9 @@ func (c Config) Validate() error {
 	}
 	if c.SchedulePollInterval < -1 || (c.SchedulePollInterval > 0 && c.SchedulePollInterval < time.Millisecond) {
 		errs = append(errs, fmt.Errorf("SchedulePollInterval %s: use at least 1ms, or -1 for no mover", c.SchedulePollInterval))
+	}
+	if c.SchemaResyncInterval < 0 || (c.SchemaResyncInterval > 0 && c.SchemaResyncInterval < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("SchemaResyncInterval %s must be at least 1ms", c.SchemaResyncInterval))
 	}
 	errs = append(errs, c.Durability.validate()...)
 	if len(errs) == 0 {

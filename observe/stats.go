@@ -95,7 +95,7 @@ func (o *Observer) Stats(ctx context.Context) (Snapshot, error) {
 		Time:          now.UTC(),
 		Service:       o.bus.Config().ServiceName,
 		UptimeSeconds: now.Sub(o.start).Seconds(),
-		Topics:        o.published.snapshot(),
+		Topics:        o.bus.Publisher().Counts(),
 		Handlers:      make(map[string]HandlerSnapshot, len(stats)+len(patterns)),
 		Window:        total,
 		DeadLetters:   -1,
