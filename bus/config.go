@@ -13,21 +13,19 @@ import (
 
 // Defaults for Config and SubscriberConfig. A zero field takes its default.
 const (
-	DefaultStreamPrefix       = "events:"
-	DefaultMaxEventSize       = 1 << 20 // 1 MiB
-	DefaultMaxLen             = 100_000
-	DefaultContentType        = "application/json"
-	DefaultBatchSize          = 100
-	DefaultConcurrency        = 1
-	DefaultBlockTime          = 250 * time.Millisecond
-	DefaultClaimInterval      = 10 * time.Second
-	DefaultClaimMinIdle       = 30 * time.Second
-	DefaultResyncInterval     = 5 * time.Second
-	DefaultCloseTimeout       = 30 * time.Second
-	DefaultNackDelay          = 100 * time.Millisecond
-	DefaultStartFrom          = "0"
-	defaultMaxReadBackoff     = 5 * time.Second
-	defaultInitialReadBackoff = 50 * time.Millisecond
+	DefaultStreamPrefix   = "events:"
+	DefaultMaxEventSize   = 1 << 20 // 1 MiB
+	DefaultMaxLen         = 100_000
+	DefaultContentType    = "application/json"
+	DefaultBatchSize      = 100
+	DefaultConcurrency    = 1
+	DefaultBlockTime      = 250 * time.Millisecond
+	DefaultClaimInterval  = 10 * time.Second
+	DefaultClaimMinIdle   = 30 * time.Second
+	DefaultResyncInterval = 5 * time.Second
+	DefaultCloseTimeout   = 30 * time.Second
+	DefaultNackDelay      = 100 * time.Millisecond
+	DefaultStartFrom      = "0"
 )
 
 // Config configures a Bus: what every publisher and subscriber made from it

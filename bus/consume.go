@@ -42,6 +42,10 @@ type subscription struct {
 	readerDone   chan struct{} // closed when the reader has made its last read
 	stopOnce     sync.Once
 
+	// started is set once the groups exist (start succeeded): by Subscribe,
+	// or by the reader when Redis was unreachable at Subscribe.
+	started bool
+
 	// reader-owned
 	streams []string
 	known   map[string]bool
@@ -205,11 +209,14 @@ func (sub *subscription) readLoop() {
 	}()
 	defer func() { <-keepDone }()
 
+	if !sub.started && !sub.waitStart() {
+		return
+	}
 	low := cfg.BatchSize / 2
 	now := time.Now()
 	nextClaim := now.Add(cfg.ClaimInterval)
 	nextResync := now.Add(cfg.ResyncInterval)
-	backoff := defaultInitialReadBackoff
+	backoff := retryInitial
 	ctx := context.Background() // reads end on stop at the latest BlockTime later; see Close
 	sub.claim(ctx, true)
 	for {
@@ -239,13 +246,13 @@ func (sub *subscription) readLoop() {
 				if isNoGroup(err) {
 					sub.recreateGroups(ctx)
 				}
-				if !sleepCtx(sub.stop, backoff) {
+				if !sleepCtx(sub.stop, jitter(backoff)) {
 					return
 				}
-				backoff = min(backoff*2, defaultMaxReadBackoff)
+				backoff = nextBackoff(backoff)
 				continue
 			}
-			backoff = defaultInitialReadBackoff
+			backoff = retryInitial
 			if n > 0 || !polled {
 				continue
 			}
@@ -263,6 +270,33 @@ func (sub *subscription) readLoop() {
 			sub.flushAcks(ctx)
 		}
 		t.Stop()
+	}
+}
+
+// waitStart retries start, with backoff and jitter, until Redis answers
+// (true) or the subscription stops or meets an error that waiting does not
+// cure (false: the subscription ends, logged).
+func (sub *subscription) waitStart() bool {
+	backoff := retryInitial
+	for {
+		if !sleepCtx(sub.stop, jitter(backoff)) {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := sub.start(ctx)
+		cancel()
+		if err == nil {
+			sub.started = true
+			sub.s.started.Add(1)
+			sub.s.logger.Info("Redis answers; the subscription consumes", watermill.LogFields{"topic": sub.topic})
+			return true
+		}
+		sub.abort()
+		if !IsTransient(err) {
+			sub.s.logger.Error("Subscription ended: Redis refused it, which waiting will not fix", err, watermill.LogFields{"topic": sub.topic})
+			return false
+		}
+		backoff = nextBackoff(backoff)
 	}
 }
 
@@ -695,6 +729,9 @@ func (sub *subscription) dispatchLoop() {
 		// read for this subscription (an unsubscribe).
 		<-sub.readerDone
 		sub.s.open.Add(-1) // before the close: whoever sees it closed sees the count down
+		if sub.started {
+			sub.s.started.Add(-1)
+		}
 		close(sub.out)
 		close(sub.dispatchDone)
 	}()
