@@ -1,7 +1,13 @@
 package main_test
 
 import (
+	"bufio"
 	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -121,5 +127,93 @@ func TestTailFailsFastOnWrongPassword(t *testing.T) {
 	r.failsWith(t, 1, "credentials refused", "WRONGPASS")
 	if strings.Contains(r.stderr, "hunter2secret") {
 		t.Errorf("stderr shows the password: %s", r.stderr)
+	}
+}
+
+// serve starts while Redis is down: it listens, /healthz answers 200 and
+// /readyz 503; once Redis answers /readyz turns 200 and ingress publishes.
+func TestServeStartsWithoutRedis(t *testing.T) {
+	t.Parallel()
+	if redistest.IsCluster() {
+		t.Skip("a proxy in front of one cluster node is bypassed by MOVED redirects")
+	}
+	c, prefix, global := setup(t)
+	opts, err := redis.ParseURL(redistest.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := faultproxy.New(opts.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	p.SetRefusing(true)
+	u := strings.Replace(redistest.URL(), opts.Addr, p.Addr(), 1)
+	const apiKey = "test-key-0123456789abcdef"
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, with(global, "--redis-url", u, "serve", "--listen", "127.0.0.1:0")...)
+	cmd.Env = childEnv("EVENTBUS_JWT_SECRET=0123456789abcdef0123456789abcdef-secret", "EVENTBUS_API_KEYS="+apiKey)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Signal(os.Interrupt); _ = cmd.Wait() })
+	addrRe := regexp.MustCompile(`listening on (http://[0-9.]+:[0-9]+)`)
+	var base string
+	var log strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for base == "" && sc.Scan() {
+		log.WriteString(sc.Text() + "\n")
+		if m := addrRe.FindStringSubmatch(sc.Text()); m != nil {
+			base = m[1]
+		}
+	}
+	if base == "" {
+		t.Fatalf("serve did not start listening while Redis was down; stderr:\n%s", log.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	if !strings.Contains(log.String(), "unreachable") {
+		t.Errorf("serve did not say Redis is unreachable:\n%s", log.String())
+	}
+	status := func(path string) int {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("/healthz"); got != http.StatusOK {
+		t.Errorf("/healthz while Redis is down: %d, want 200 (live)", got)
+	}
+	if got := status("/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while Redis is down: %d, want 503", got)
+	}
+	p.SetRefusing(false)
+	for status("/readyz") != http.StatusOK {
+		select {
+		case <-ctx.Done():
+			t.Fatal("/readyz never turned 200 after Redis answered")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	body := `{"specversion":"1.0","id":"e-late","source":"curl","type":"photo.uploaded","data":{"photoId":"p-1"}}`
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	req.Header.Set("Content-Type", "application/cloudevents+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST /v1/events after Redis answered: %d, want 202", resp.StatusCode)
+	}
+	if n := c.XLen(ctx, prefix+"photo.uploaded").Val(); n != 1 {
+		t.Errorf("stream holds %d events after ingress, want 1", n)
 	}
 }
