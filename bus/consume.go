@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -860,6 +861,14 @@ func (sub *subscription) decode(d delivery) (*message.Message, context.CancelFun
 			reason = err.Error()
 		}
 		msg = malformed(d.entry.Values, reason)
+	}
+	if _, bad := IsMalformed(msg); !bad && len(msg.Payload) > 0 {
+		// Malformed for every handler, raw or typed: data that its own
+		// datacontenttype says is JSON must parse (the publisher refuses
+		// it; a raw XADD may not).
+		if ct := msg.Metadata.Get(AttrDataContentType); IsJSONContentType(ct) && !json.Valid(msg.Payload) {
+			msg.Metadata.Set(MetaMalformed, "data is not valid JSON although its datacontenttype is "+strconv.Quote(ct))
+		}
 	}
 	topic := strings.TrimPrefix(d.stream, sub.s.bus.StreamPrefix)
 	if t := msg.Metadata.Get(AttrType); t != "" && t != topic {
