@@ -217,6 +217,7 @@ func (sub *subscription) readLoop() {
 	now := time.Now()
 	nextClaim := now.Add(cfg.ClaimInterval)
 	nextResync := now.Add(cfg.ResyncInterval)
+	nextDead := now
 	backoff := retryInitial
 	ctx := context.Background() // reads end on stop at the latest BlockTime later; see Close
 	sub.claim(ctx, true)
@@ -230,6 +231,10 @@ func (sub *subscription) readLoop() {
 		if cfg.ClaimInterval > 0 && now.After(nextClaim) {
 			sub.claim(ctx, false)
 			nextClaim = now.Add(cfg.ClaimInterval)
+		}
+		if cfg.HeartbeatTTL > 0 && !now.Before(nextDead) {
+			sub.claimDead(ctx)
+			nextDead = now.Add(cfg.heartbeatEvery())
 		}
 		if sub.isPattern && now.After(nextResync) {
 			sub.resync(ctx)

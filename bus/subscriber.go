@@ -40,6 +40,9 @@ type Subscriber struct {
 	wg      sync.WaitGroup
 	open    atomic.Int64 // subscriptions whose channel is not closed yet
 	started atomic.Int64 // of those, the ones connected: their groups exist
+	beating bool         // the heartbeat goroutine runs (under mu)
+	hbStop  chan struct{} // closed by Close once every subscription has drained
+	hbDone  chan struct{} // closed when the heartbeat goroutine has ended
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -56,6 +59,8 @@ func newSubscriber(cfg SubscriberConfig, b Config, client redis.UniversalClient,
 		logger:  logger.With(watermill.LogFields{"consumer_group": cfg.ConsumerGroup, "consumer": cfg.Consumer}),
 		watcher: w,
 		closing: make(chan struct{}),
+		hbStop:  make(chan struct{}),
+		hbDone:  make(chan struct{}),
 	}, nil
 }
 
@@ -102,6 +107,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		sub.started = true
 		s.started.Add(1)
 	}
+	if s.cfg.HeartbeatTTL > 0 && !s.beating {
+		// Until the last in-flight message is drained at Close: the key
+		// goes only then, so no one claims what a handler still works on.
+		s.beating = true
+		go func() { defer close(s.hbDone); s.heartbeat(s.hbStop) }()
+	}
 	s.open.Add(1)
 	s.wg.Add(2)
 	go func() { defer s.wg.Done(); sub.readLoop() }()
@@ -123,14 +134,22 @@ func (s *Subscriber) Subscriptions() int { return int(s.started.Load()) }
 // the Redis client and is safe to call more than once.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
-	if !s.closed {
+	first := !s.closed
+	if first {
 		s.closed = true
 		close(s.closing)
 	}
+	beating := s.beating
 	s.mu.Unlock()
 	// Every call waits, so that a caller that closes the Redis client after
 	// Close returns (Bus.Close does) never cuts off another call's drain.
 	s.wg.Wait()
+	if beating {
+		if first {
+			close(s.hbStop)
+		}
+		<-s.hbDone
+	}
 	if s.onClose != nil {
 		s.onClose(s)
 	}
