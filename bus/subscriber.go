@@ -38,9 +38,9 @@ type Subscriber struct {
 	mu      sync.Mutex
 	closed  bool
 	wg      sync.WaitGroup
-	open    atomic.Int64 // subscriptions whose channel is not closed yet
-	started atomic.Int64 // of those, the ones connected: their groups exist
-	beating bool         // the heartbeat goroutine runs (under mu)
+	open    atomic.Int64  // subscriptions whose channel is not closed yet
+	started atomic.Int64  // of those, the ones connected: their groups exist
+	beating bool          // the heartbeat goroutine runs (under mu)
 	hbStop  chan struct{} // closed by Close once every subscription has drained
 	hbDone  chan struct{} // closed when the heartbeat goroutine has ended
 }
