@@ -48,8 +48,9 @@ type subscription struct {
 	started bool
 
 	// reader-owned
-	streams []string
-	known   map[string]bool
+	streams  []string
+	known    map[string]bool
+	lastRead map[string]string // stream key -> id of the newest entry read with ">"
 	cluster bool
 	// hot are the streams whose last read returned all it asked for: they
 	// probably hold more. While there are any, reads name only them (see
@@ -92,6 +93,7 @@ func newSubscription(s *Subscriber, ctx context.Context, topic string, pattern b
 		dispatchDone: make(chan struct{}),
 		readerDone:   make(chan struct{}),
 		known:        map[string]bool{},
+		lastRead:     map[string]string{},
 		cluster:      cluster,
 		inflight:     map[entryRef]struct{}{},
 		acks:         map[string][]string{},
@@ -336,11 +338,52 @@ func (sub *subscription) resync(ctx context.Context) {
 	sub.addNewTypes(ctx, types)
 }
 
+// recreateGroups re-creates the consumer group on every stream that lost it
+// (XGROUP DESTROY, a stream deleted, Redis restarted without persistence).
+// The group resumes where this subscription was, not at 0: after the newest
+// entry it read from the stream, and the entries it still holds (in flight,
+// or handled with their ack not yet written) are put back in the group's
+// pending list as its own (XCLAIM … FORCE), so they are neither lost nor
+// delivered again. A stream this subscription has read nothing from since
+// it started gets the group at StartFrom ("0" by default: every retained
+// entry is delivered again; docs/reliability.md). When another instance of
+// the group re-creates it first, its position wins (BUSYGROUP here).
 func (sub *subscription) recreateGroups(ctx context.Context) {
+	cfg := sub.s.cfg
+	held := map[string][]string{}
+	sub.mu.Lock()
+	for ref := range sub.inflight {
+		held[ref.stream] = append(held[ref.stream], ref.id)
+	}
+	for stream, ids := range sub.acks {
+		held[stream] = append(held[stream], ids...)
+	}
+	sub.mu.Unlock()
 	for _, k := range sub.streams {
-		err := sub.s.client.XGroupCreateMkStream(ctx, k, sub.s.cfg.ConsumerGroup, "0").Err()
-		if err != nil && !isBusyGroup(err) {
+		start, known := sub.lastRead[k]
+		if !known {
+			start = cfg.StartFrom
+		}
+		err := sub.s.client.XGroupCreateMkStream(ctx, k, cfg.ConsumerGroup, start).Err()
+		switch {
+		case isBusyGroup(err):
+		case err != nil:
 			sub.s.logger.Error("Cannot recreate consumer group", err, watermill.LogFields{"stream": k})
+			continue
+		default:
+			sub.s.logger.Error("Consumer group was gone; re-created", nil, watermill.LogFields{
+				"stream": k, "start_after": start, "position_known": known, "held_entries": len(held[k])})
+		}
+		if ids := held[k]; len(ids) > 0 {
+			args := make([]any, 0, len(ids)+7)
+			args = append(args, "XCLAIM", k, cfg.ConsumerGroup, cfg.Consumer, 0)
+			for _, id := range ids {
+				args = append(args, id)
+			}
+			args = append(args, "FORCE", "JUSTID")
+			if err := sub.s.client.Do(ctx, args...).Err(); err != nil {
+				sub.s.logger.Error("Cannot put the held entries back in the re-created group", err, watermill.LogFields{"stream": k})
+			}
 		}
 	}
 }
@@ -417,6 +460,9 @@ func (sub *subscription) read(ctx context.Context) (n int, polled bool, err erro
 	for _, st := range results {
 		for _, e := range st.Messages {
 			ds = append(ds, delivery{stream: st.Stream, entry: e, count: 1})
+		}
+		if len(st.Messages) > 0 {
+			sub.lastRead[st.Stream] = st.Messages[len(st.Messages)-1].ID
 		}
 	}
 	sub.updateHot(streams, full, results, count)
