@@ -51,7 +51,7 @@ type subscription struct {
 	streams  []string
 	known    map[string]bool
 	lastRead map[string]string // stream key -> id of the newest entry read with ">"
-	cluster bool
+	cluster  bool
 	// hot are the streams whose last read returned all it asked for: they
 	// probably hold more. While there are any, reads name only them (see
 	// read); acks may then be held back a little (acksDue).
