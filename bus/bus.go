@@ -22,6 +22,7 @@ type Bus struct {
 	pub       *Publisher
 	watcher   *registryWatcher
 	mover     *mover // nil when Config.SchedulePollInterval is -1
+	dlqFailed *failedReasons
 
 	mu     sync.Mutex
 	subs   []*Subscriber
@@ -39,7 +40,7 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 	if logger == nil {
 		logger = watermill.NopLogger{}
 	}
-	b := &Bus{cfg: cfg, client: cfg.Client, logger: logger}
+	b := &Bus{cfg: cfg, client: cfg.Client, logger: logger, dlqFailed: newFailedReasons()}
 	if b.client == nil {
 		c, err := NewRedisClient(cfg.RedisURL, cfg.TLSConfig)
 		if err != nil {

@@ -18,14 +18,14 @@ import (
 )
 
 // downRedis returns a direct client to the test Redis and a client through
-// a proxy that refuses every connection until up is called: a Redis that is
-// down when the consumer starts.
-func downRedis(t *testing.T) (direct redis.UniversalClient, proxied *redis.Client, up func()) {
+// a proxy that refuses every connection until p.SetRefusing(false): a Redis
+// that is down when the consumer starts.
+func downRedis(t *testing.T) (direct redis.UniversalClient, proxied *redis.Client, p *faultproxy.Proxy) {
 	t.Helper()
 	direct = redistest.Client(t)
 	opts, err := redis.ParseURL(redistest.URL())
 	require.NoError(t, err)
-	p, err := faultproxy.New(opts.Addr)
+	p, err = faultproxy.New(opts.Addr)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = p.Close() })
 	p.SetRefusing(true)
@@ -33,7 +33,7 @@ func downRedis(t *testing.T) (direct redis.UniversalClient, proxied *redis.Clien
 		DialTimeout: 200 * time.Millisecond, MaxRetries: -1}
 	proxied = redis.NewClient(po)
 	t.Cleanup(func() { _ = proxied.Close() })
-	return direct, proxied, func() { p.SetRefusing(false) }
+	return direct, proxied, p
 }
 
 func TestSubscribeWaitsForRedis(t *testing.T) {
@@ -42,7 +42,7 @@ func TestSubscribeWaitsForRedis(t *testing.T) {
 	}
 	for _, topic := range []string{"start.down", "start.>"} {
 		t.Run(topic, func(t *testing.T) {
-			direct, proxied, up := downRedis(t)
+			direct, proxied, p := downRedis(t)
 			prefix := redistest.Prefix(t)
 			b, err := bus.New(bus.Config{ServiceName: "svc", Client: proxied, StreamPrefix: prefix}, watermill.NopLogger{})
 			require.NoError(t, err)
@@ -60,7 +60,7 @@ func TestSubscribeWaitsForRedis(t *testing.T) {
 			t.Cleanup(func() { _ = direct2.Close() })
 			require.NoError(t, direct2.Publisher().Publish("start.down", message.NewMessage("e-1", []byte(`{"n":1}`))))
 
-			up()
+			p.SetRefusing(false)
 			got := receive(t, ch, 1, 15*time.Second)
 			assert.Equal(t, "e-1", got[0].UUID)
 			assert.Equal(t, 1, sub.Subscriptions())
