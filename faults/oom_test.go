@@ -41,29 +41,27 @@ func TestPoisonWhileRedisIsOOM(t *testing.T) {
 	r, err := router.New(b, cfg, logger)
 	require.NoError(t, err)
 	runs := make(chan struct{}, 1000)
+	gate := make(chan struct{}) // closed once Redis is out of memory
 	require.NoError(t, r.AddHandler("oom", "fault.oom", func(context.Context, *message.Message) error {
 		runs <- struct{}{}
+		<-gate
 		return middleware.Permanent(fmt.Errorf("photo has no owner"))
 	}))
 	routertest.Start(t, r)
-
-	// Out of memory first (maxmemory 1 byte: every command that may grow
-	// memory fails with OOM), then the poison event, written by hand as the
-	// publisher cannot write either.
-	require.NoError(t, client.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
-	require.NoError(t, client.ConfigSet(ctx, "maxmemory", "1").Err())
-	oomAt := time.Now()
-	err = b.Publisher().Publish("fault.oom", message.NewMessage("poison-1", []byte(`{}`)))
-	require.Error(t, err, "Redis must refuse writes (OOM)")
-	require.NoError(t, client.ConfigSet(ctx, "maxmemory", "0").Err())
 	require.NoError(t, b.Publisher().Publish("fault.oom", message.NewMessage("poison-1", []byte(`{}`))))
-	require.NoError(t, client.ConfigSet(ctx, "maxmemory", "1").Err())
 	select {
-	case <-runs: // the handler failed while Redis is OOM: dead-lettering starts now
+	case <-runs: // in the handler
 		runs <- struct{}{}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the poison event was not handled")
 	}
+	// Out of memory (maxmemory 1 byte, noeviction: every command that may
+	// grow memory fails with OOM), then the handler fails.
+	require.NoError(t, client.ConfigSet(ctx, "maxmemory-policy", "noeviction").Err())
+	require.NoError(t, client.ConfigSet(ctx, "maxmemory", "1").Err())
+	oomAt := time.Now()
+	require.Error(t, b.Publisher().Publish("fault.oom", message.NewMessage("probe", []byte(`{}`))), "Redis must refuse writes (OOM)")
+	close(gate)
 	time.Sleep(6 * time.Second)
 	require.NoError(t, client.ConfigSet(ctx, "maxmemory", "0").Err())
 	freedAt := time.Now()
