@@ -23,6 +23,7 @@ type Bus struct {
 	schemas   *SchemaRegistry
 	watcher   *registryWatcher
 	mover     *mover // nil when Config.SchedulePollInterval is -1
+	dlqFailed *failedReasons
 
 	mu     sync.Mutex
 	subs   []*Subscriber
@@ -40,7 +41,7 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 	if logger == nil {
 		logger = watermill.NopLogger{}
 	}
-	b := &Bus{cfg: cfg, client: cfg.Client, logger: logger}
+	b := &Bus{cfg: cfg, client: cfg.Client, logger: logger, dlqFailed: newFailedReasons()}
 	if b.client == nil {
 		c, err := NewRedisClient(cfg.RedisURL, cfg.TLSConfig)
 		if err != nil {
@@ -110,8 +111,9 @@ func (b *Bus) forget(s *Subscriber) {
 	}
 }
 
-// Close closes every subscriber made from the bus (draining in-flight
-// messages, see Subscriber.Close), the publisher and the registry watcher.
+// Close closes every subscriber made from the bus, concurrently (each drains
+// its in-flight messages, see Subscriber.Close), then the publisher and the
+// registry watcher.
 // It closes the Redis client only if the bus opened it from RedisURL. Safe to
 // call more than once.
 func (b *Bus) Close() error {
@@ -127,10 +129,15 @@ func (b *Bus) Close() error {
 	if b.mover != nil {
 		b.mover.stop()
 	}
-	var errs []error
-	for _, s := range subs {
-		errs = append(errs, s.Close())
+	// All at once: each drains its in-flight messages and waits up to one
+	// BlockTime for its reader, so 60 subscribers close in about the time
+	// of the slowest one rather than the sum.
+	errs := make([]error, len(subs), len(subs)+3)
+	var wg sync.WaitGroup
+	for i, s := range subs {
+		wg.Go(func() { errs[i] = s.Close() })
 	}
+	wg.Wait()
 	errs = append(errs, b.pub.Close())
 	b.watcher.close()
 	b.schemas.cache.close()

@@ -14,21 +14,20 @@ import (
 
 // Defaults for Config and SubscriberConfig. A zero field takes its default.
 const (
-	DefaultStreamPrefix       = "events:"
-	DefaultMaxEventSize       = 1 << 20 // 1 MiB
-	DefaultMaxLen             = 100_000
-	DefaultContentType        = "application/json"
-	DefaultBatchSize          = 100
-	DefaultConcurrency        = 1
-	DefaultBlockTime          = 250 * time.Millisecond
-	DefaultClaimInterval      = 10 * time.Second
-	DefaultClaimMinIdle       = 30 * time.Second
-	DefaultResyncInterval     = 5 * time.Second
-	DefaultCloseTimeout       = 30 * time.Second
-	DefaultNackDelay          = 100 * time.Millisecond
-	DefaultStartFrom          = "0"
-	defaultMaxReadBackoff     = 5 * time.Second
-	defaultInitialReadBackoff = 50 * time.Millisecond
+	DefaultStreamPrefix   = "events:"
+	DefaultMaxEventSize   = 1 << 20 // 1 MiB
+	DefaultMaxLen         = 100_000
+	DefaultContentType    = "application/json"
+	DefaultBatchSize      = 100
+	DefaultConcurrency    = 1
+	DefaultBlockTime      = 250 * time.Millisecond
+	DefaultClaimInterval  = 10 * time.Second
+	DefaultClaimMinIdle   = 30 * time.Second
+	DefaultResyncInterval = 5 * time.Second
+	DefaultCloseTimeout   = 30 * time.Second
+	DefaultNackDelay      = 100 * time.Millisecond
+	DefaultStartFrom      = "0"
+	DefaultHeartbeatTTL   = 2 * time.Second
 )
 
 // Config configures a Bus: what every publisher and subscriber made from it
@@ -269,6 +268,13 @@ type SubscriberConfig struct {
 	// on are kept fresh (their idle time reset) so they are never claimed
 	// while in progress. Default DefaultClaimMinIdle.
 	ClaimMinIdle time.Duration
+	// HeartbeatTTL is the lifetime of this consumer's heartbeat key,
+	// refreshed every HeartbeatTTL/4. When a consumer's heartbeat is gone
+	// (it was killed), the group's other consumers claim its pending entries
+	// at once instead of after ClaimMinIdle: within about HeartbeatTTL plus
+	// HeartbeatTTL/4. Default DefaultHeartbeatTTL (2 s); -1 keeps no
+	// heartbeat (entries of a dead consumer are claimed after ClaimMinIdle).
+	HeartbeatTTL time.Duration
 	// ShouldClaim, when set, decides whether an idle pending entry of another
 	// consumer is claimed (a policy hook, as in watermill-redisstream).
 	ShouldClaim func(redis.XPendingExt) bool
@@ -319,6 +325,9 @@ func (c *SubscriberConfig) setDefaults(b Config) {
 	if c.NackDelay == 0 {
 		c.NackDelay = DefaultNackDelay
 	}
+	if c.HeartbeatTTL == 0 {
+		c.HeartbeatTTL = DefaultHeartbeatTTL
+	}
 	if c.StartFrom == "" {
 		c.StartFrom = DefaultStartFrom
 	}
@@ -353,6 +362,9 @@ func (c SubscriberConfig) Validate() error {
 	}
 	if c.ClaimMinIdle < 3*time.Millisecond {
 		errs = append(errs, fmt.Errorf("ClaimMinIdle %s must be at least 3ms", c.ClaimMinIdle))
+	}
+	if c.HeartbeatTTL < -1 || (c.HeartbeatTTL > 0 && c.HeartbeatTTL < 4*time.Millisecond) {
+		errs = append(errs, fmt.Errorf("HeartbeatTTL %s: use at least 4ms, or -1 for no heartbeat", c.HeartbeatTTL))
 	}
 	if c.StartFrom != "0" && c.StartFrom != "$" {
 		errs = append(errs, fmt.Errorf("StartFrom %q: use \"0\" (all retained entries) or \"$\" (new entries only)", c.StartFrom))

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -42,10 +43,15 @@ type subscription struct {
 	readerDone   chan struct{} // closed when the reader has made its last read
 	stopOnce     sync.Once
 
+	// started is set once the groups exist (start succeeded): by Subscribe,
+	// or by the reader when Redis was unreachable at Subscribe.
+	started bool
+
 	// reader-owned
-	streams []string
-	known   map[string]bool
-	cluster bool
+	streams  []string
+	known    map[string]bool
+	lastRead map[string]string // stream key -> id of the newest entry read with ">"
+	cluster  bool
 	// hot are the streams whose last read returned all it asked for: they
 	// probably hold more. While there are any, reads name only them (see
 	// read); acks may then be held back a little (acksDue).
@@ -87,6 +93,7 @@ func newSubscription(s *Subscriber, ctx context.Context, topic string, pattern b
 		dispatchDone: make(chan struct{}),
 		readerDone:   make(chan struct{}),
 		known:        map[string]bool{},
+		lastRead:     map[string]string{},
 		cluster:      cluster,
 		inflight:     map[entryRef]struct{}{},
 		acks:         map[string][]string{},
@@ -205,11 +212,15 @@ func (sub *subscription) readLoop() {
 	}()
 	defer func() { <-keepDone }()
 
+	if !sub.started && !sub.waitStart() {
+		return
+	}
 	low := cfg.BatchSize / 2
 	now := time.Now()
 	nextClaim := now.Add(cfg.ClaimInterval)
 	nextResync := now.Add(cfg.ResyncInterval)
-	backoff := defaultInitialReadBackoff
+	nextDead := now
+	backoff := retryInitial
 	ctx := context.Background() // reads end on stop at the latest BlockTime later; see Close
 	sub.claim(ctx, true)
 	for {
@@ -222,6 +233,10 @@ func (sub *subscription) readLoop() {
 		if cfg.ClaimInterval > 0 && now.After(nextClaim) {
 			sub.claim(ctx, false)
 			nextClaim = now.Add(cfg.ClaimInterval)
+		}
+		if cfg.HeartbeatTTL > 0 && !now.Before(nextDead) {
+			sub.claimDead(ctx)
+			nextDead = now.Add(cfg.heartbeatEvery())
 		}
 		if sub.isPattern && now.After(nextResync) {
 			sub.resync(ctx)
@@ -239,13 +254,13 @@ func (sub *subscription) readLoop() {
 				if isNoGroup(err) {
 					sub.recreateGroups(ctx)
 				}
-				if !sleepCtx(sub.stop, backoff) {
+				if !sleepCtx(sub.stop, jitter(backoff)) {
 					return
 				}
-				backoff = min(backoff*2, defaultMaxReadBackoff)
+				backoff = nextBackoff(backoff)
 				continue
 			}
-			backoff = defaultInitialReadBackoff
+			backoff = retryInitial
 			if n > 0 || !polled {
 				continue
 			}
@@ -263,6 +278,33 @@ func (sub *subscription) readLoop() {
 			sub.flushAcks(ctx)
 		}
 		t.Stop()
+	}
+}
+
+// waitStart retries start, with backoff and jitter, until Redis answers
+// (true) or the subscription stops or meets an error that waiting does not
+// cure (false: the subscription ends, logged).
+func (sub *subscription) waitStart() bool {
+	backoff := retryInitial
+	for {
+		if !sleepCtx(sub.stop, jitter(backoff)) {
+			return false
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := sub.start(ctx)
+		cancel()
+		if err == nil {
+			sub.started = true
+			sub.s.started.Add(1)
+			sub.s.logger.Info("Redis answers; the subscription consumes", watermill.LogFields{"topic": sub.topic})
+			return true
+		}
+		sub.abort()
+		if !IsTransient(err) {
+			sub.s.logger.Error("Subscription ended: Redis refused it, which waiting will not fix", err, watermill.LogFields{"topic": sub.topic})
+			return false
+		}
+		backoff = nextBackoff(backoff)
 	}
 }
 
@@ -296,11 +338,52 @@ func (sub *subscription) resync(ctx context.Context) {
 	sub.addNewTypes(ctx, types)
 }
 
+// recreateGroups re-creates the consumer group on every stream that lost it
+// (XGROUP DESTROY, a stream deleted, Redis restarted without persistence).
+// The group resumes where this subscription was, not at 0: after the newest
+// entry it read from the stream, and the entries it still holds (in flight,
+// or handled with their ack not yet written) are put back in the group's
+// pending list as its own (XCLAIM … FORCE), so they are neither lost nor
+// delivered again. A stream this subscription has read nothing from since
+// it started gets the group at StartFrom ("0" by default: every retained
+// entry is delivered again; docs/reliability.md). When another instance of
+// the group re-creates it first, its position wins (BUSYGROUP here).
 func (sub *subscription) recreateGroups(ctx context.Context) {
+	cfg := sub.s.cfg
+	held := map[string][]string{}
+	sub.mu.Lock()
+	for ref := range sub.inflight {
+		held[ref.stream] = append(held[ref.stream], ref.id)
+	}
+	for stream, ids := range sub.acks {
+		held[stream] = append(held[stream], ids...)
+	}
+	sub.mu.Unlock()
 	for _, k := range sub.streams {
-		err := sub.s.client.XGroupCreateMkStream(ctx, k, sub.s.cfg.ConsumerGroup, "0").Err()
-		if err != nil && !isBusyGroup(err) {
+		start, known := sub.lastRead[k]
+		if !known {
+			start = cfg.StartFrom
+		}
+		err := sub.s.client.XGroupCreateMkStream(ctx, k, cfg.ConsumerGroup, start).Err()
+		switch {
+		case isBusyGroup(err):
+		case err != nil:
 			sub.s.logger.Error("Cannot recreate consumer group", err, watermill.LogFields{"stream": k})
+			continue
+		default:
+			sub.s.logger.Error("Consumer group was gone; re-created", nil, watermill.LogFields{
+				"stream": k, "start_after": start, "position_known": known, "held_entries": len(held[k])})
+		}
+		if ids := held[k]; len(ids) > 0 {
+			args := make([]any, 0, len(ids)+7)
+			args = append(args, "XCLAIM", k, cfg.ConsumerGroup, cfg.Consumer, 0)
+			for _, id := range ids {
+				args = append(args, id)
+			}
+			args = append(args, "FORCE", "JUSTID")
+			if err := sub.s.client.Do(ctx, args...).Err(); err != nil {
+				sub.s.logger.Error("Cannot put the held entries back in the re-created group", err, watermill.LogFields{"stream": k})
+			}
 		}
 	}
 }
@@ -377,6 +460,9 @@ func (sub *subscription) read(ctx context.Context) (n int, polled bool, err erro
 	for _, st := range results {
 		for _, e := range st.Messages {
 			ds = append(ds, delivery{stream: st.Stream, entry: e, count: 1})
+		}
+		if len(st.Messages) > 0 {
+			sub.lastRead[st.Stream] = st.Messages[len(st.Messages)-1].ID
 		}
 	}
 	sub.updateHot(streams, full, results, count)
@@ -695,6 +781,9 @@ func (sub *subscription) dispatchLoop() {
 		// read for this subscription (an unsubscribe).
 		<-sub.readerDone
 		sub.s.open.Add(-1) // before the close: whoever sees it closed sees the count down
+		if sub.started {
+			sub.s.started.Add(-1)
+		}
 		close(sub.out)
 		close(sub.dispatchDone)
 	}()
@@ -823,6 +912,14 @@ func (sub *subscription) decode(d delivery) (*message.Message, context.CancelFun
 			reason = err.Error()
 		}
 		msg = malformed(d.entry.Values, reason)
+	}
+	if _, bad := IsMalformed(msg); !bad && len(msg.Payload) > 0 {
+		// Malformed for every handler, raw or typed: data that its own
+		// datacontenttype says is JSON must parse (the publisher refuses
+		// it; a raw XADD may not).
+		if ct := msg.Metadata.Get(AttrDataContentType); IsJSONContentType(ct) && !json.Valid(msg.Payload) {
+			msg.Metadata.Set(MetaMalformed, "data is not valid JSON although its datacontenttype is "+strconv.Quote(ct))
+		}
 	}
 	topic := strings.TrimPrefix(d.stream, sub.s.bus.StreamPrefix)
 	if t := msg.Metadata.Get(AttrType); t != "" && t != topic {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -22,6 +24,10 @@ const (
 	DLQFieldDelivery = "dlq_delivery" // Redis delivery count when it gave up
 	DLQFieldTime     = "dlq_time"     // when it was dead-lettered (RFC 3339)
 	DLQFieldStreamID = "dlq_stream_id"
+	// DLQFieldLastReason is set when the reason kept in DLQFieldReason is
+	// that of an earlier attempt to dead-letter the event, whose write
+	// failed: the reason of the attempt that finally wrote it.
+	DLQFieldLastReason = "dlq_last_reason"
 
 	// AttrRedriveGroup marks an event put back on its stream by Redrive: only
 	// the consumer group named here handles it; every other group acks it
@@ -32,14 +38,17 @@ const (
 
 // DeadLetter is one entry of the dead-letter stream.
 type DeadLetter struct {
-	ID       string // dead-letter stream entry id
-	Reason   string
-	Handler  string
-	Group    string
-	Topic    string
-	Attempts int
-	Delivery int
-	Time     time.Time
+	ID     string // dead-letter stream entry id
+	Reason string
+	// LastReason is the reason of the attempt that wrote the dead letter,
+	// when that is not Reason (an earlier attempt's write failed).
+	LastReason string
+	Handler    string
+	Group      string
+	Topic      string
+	Attempts   int
+	Delivery   int
+	Time       time.Time
 	// Fields are the event's own stream fields (attributes and data).
 	Fields map[string]string
 }
@@ -57,19 +66,86 @@ type DeadLetterInfo struct {
 type DeadLetterQueue struct {
 	cfg    Config
 	client redis.UniversalClient
-	pub    *Publisher // redrive publishes through it
+	pub    *Publisher     // redrive publishes through it
+	failed *failedReasons // shared by the bus's queues; nil: none kept
 }
 
 // DeadLetters returns the bus's dead-letter queue.
 func (b *Bus) DeadLetters() *DeadLetterQueue {
-	return &DeadLetterQueue{cfg: b.cfg, client: b.client, pub: b.pub}
+	return &DeadLetterQueue{cfg: b.cfg, client: b.client, pub: b.pub, failed: b.dlqFailed}
+}
+
+// failedReasons remembers, per entry and consumer group, the reason of a
+// dead-lettering whose write failed, so that when the event comes back
+// (say past MaxDeliveries, because the dead-letter stream could not be
+// written while Redis was out of memory) it is dead-lettered with its real
+// reason, not "too many deliveries". It is bounded (maxFailedReasons; the
+// oldest go first) and held in memory: a restart forgets it.
+type failedReasons struct {
+	mu    sync.Mutex
+	m     map[string]string
+	order []string
+}
+
+const maxFailedReasons = 10_000
+
+func newFailedReasons() *failedReasons { return &failedReasons{m: map[string]string{}} }
+
+func (f *failedReasons) remember(key, reason string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.m[key]; ok {
+		return // the first reason is the real one
+	}
+	if len(f.order) >= maxFailedReasons {
+		delete(f.m, f.order[0])
+		f.order = f.order[1:]
+	}
+	f.m[key] = reason
+	f.order = append(f.order, key)
+}
+
+func (f *failedReasons) take(key string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.m[key]
+	if ok {
+		delete(f.m, key)
+		f.order = slices.DeleteFunc(f.order, func(k string) bool { return k == key })
+	}
+	return r, ok
+}
+
+func (f *failedReasons) peek(key string) (string, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.m[key]
+	return r, ok
 }
 
 // Add writes msg to the dead-letter stream with info. msg is a message as a
 // subscriber delivered it (its MetaTopic, MetaStreamID and MetaDelivery are
 // kept); a malformed message keeps its raw entry as data.
+//
+// A write that fails for a reason that may pass (IsTransient: Redis
+// unreachable, out of memory, ...) is retried with backoff and jitter (50 ms
+// doubling to 1 s) until ctx ends, so that a poison event is not redelivered
+// in a tight loop meanwhile. When it still fails, its reason is remembered:
+// the next Add of the same entry for the same group (its redelivery, maybe
+// past MaxDeliveries) is written with that first reason, the later one in
+// DLQFieldLastReason.
 func (q *DeadLetterQueue) Add(ctx context.Context, msg *message.Message, info DeadLetterInfo) (string, error) {
-	fields := make([]any, 0, 2*len(msg.Metadata)+16)
+	key := info.Group + "\x00" + msg.Metadata.Get(MetaTopic) + "\x00" + msg.Metadata.Get(MetaStreamID)
+	if msg.Metadata.Get(MetaStreamID) == "" {
+		key = ""
+	}
+	last := ""
+	if q.failed != nil && key != "" {
+		if first, ok := q.failed.peek(key); ok && first != info.Reason {
+			last, info.Reason = info.Reason, first
+		}
+	}
+	fields := make([]any, 0, 2*len(msg.Metadata)+18)
 	for k, v := range msg.Metadata {
 		if strings.HasPrefix(k, internalPrefix) || strings.HasPrefix(k, "dlq_") || k == AttrRedriveGroup || k == FieldData {
 			continue
@@ -93,15 +169,46 @@ func (q *DeadLetterQueue) Add(ctx context.Context, msg *message.Message, info De
 	if m, ok := IsMalformed(msg); ok {
 		fields = append(fields, "dlq_malformed", m)
 	}
+	if last != "" {
+		fields = append(fields, DLQFieldLastReason, last)
+	}
 	args := &redis.XAddArgs{Stream: q.cfg.DeadLetterKey(), Values: fields, Approx: true}
 	if q.cfg.Retention.MaxLen > 0 {
 		args.MaxLen = q.cfg.Retention.MaxLen
 	}
-	id, err := q.client.XAdd(ctx, args).Result()
-	if err != nil {
-		return "", fmt.Errorf("dead-letter event %s: %w", msg.UUID, err)
+	backoff := retryInitial
+	for {
+		id, err := q.client.XAdd(ctx, args).Result()
+		if err == nil {
+			if q.failed != nil && key != "" {
+				q.failed.take(key)
+			}
+			return id, nil
+		}
+		if !IsTransient(err) || !sleepUntil(ctx, jitter(backoff)) {
+			if q.failed != nil && key != "" {
+				q.failed.remember(key, info.Reason)
+			}
+			return "", fmt.Errorf("dead-letter event %s: %w", msg.UUID, err)
+		}
+		backoff = nextBackoff(backoff)
 	}
-	return id, nil
+}
+
+// sleepUntil waits d unless ctx ends first (false), or would end before d
+// has passed (false at once: no point waiting for a retry that cannot run).
+func sleepUntil(ctx context.Context, d time.Duration) bool {
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // List returns up to count dead letters from the oldest (start "-") or after
@@ -232,6 +339,8 @@ func toDeadLetter(e redis.XMessage) DeadLetter {
 			d.Delivery, _ = strconv.Atoi(s)
 		case DLQFieldTime:
 			d.Time, _ = time.Parse(time.RFC3339Nano, s)
+		case DLQFieldLastReason:
+			d.LastReason = s
 		default:
 			if !strings.HasPrefix(k, "dlq_") {
 				d.Fields[k] = s

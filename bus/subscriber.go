@@ -38,7 +38,11 @@ type Subscriber struct {
 	mu      sync.Mutex
 	closed  bool
 	wg      sync.WaitGroup
-	open    atomic.Int64 // subscriptions whose channel is not closed yet
+	open    atomic.Int64  // subscriptions whose channel is not closed yet
+	started atomic.Int64  // of those, the ones connected: their groups exist
+	beating bool          // the heartbeat goroutine runs (under mu)
+	hbStop  chan struct{} // closed by Close once every subscription has drained
+	hbDone  chan struct{} // closed when the heartbeat goroutine has ended
 }
 
 var _ message.Subscriber = (*Subscriber)(nil)
@@ -55,6 +59,8 @@ func newSubscriber(cfg SubscriberConfig, b Config, client redis.UniversalClient,
 		logger:  logger.With(watermill.LogFields{"consumer_group": cfg.ConsumerGroup, "consumer": cfg.Consumer}),
 		watcher: w,
 		closing: make(chan struct{}),
+		hbStop:  make(chan struct{}),
+		hbDone:  make(chan struct{}),
 	}, nil
 }
 
@@ -67,6 +73,15 @@ func (s *Subscriber) Config() SubscriberConfig { return s.cfg }
 // missed. The channel is closed when ctx is done or the subscriber closes;
 // each message must be acked or nacked. A nacked message is delivered again
 // after NackDelay, and Redis counts the delivery (MetaDelivery).
+//
+// When Redis cannot be reached (IsTransient), Subscribe still returns the
+// channel: the subscription waits for Redis, retrying with backoff and
+// jitter (50 ms doubling to 1 s), creates its groups once Redis answers and
+// consumes from then on; it is not counted by Subscriptions until then.
+// With StartFrom "0" (the default) nothing published meanwhile is missed.
+// Any other error (credentials refused, an ACL denial, a TLS failure) is
+// returned at once, and the same errors met while waiting end the
+// subscription with an error log.
 func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	pattern := IsPattern(topic)
 	if pattern {
@@ -84,7 +99,19 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	sub := newSubscription(s, ctx, topic, pattern)
 	if err := sub.start(ctx); err != nil {
 		sub.abort()
-		return nil, err
+		if !IsTransient(err) || ctx.Err() != nil {
+			return nil, fmt.Errorf("subscribe %s as %s: %w", topic, s.cfg.ConsumerGroup, err)
+		}
+		s.logger.Error("Redis unreachable; the subscription waits for it", err, watermill.LogFields{"topic": topic})
+	} else {
+		sub.started = true
+		s.started.Add(1)
+	}
+	if s.cfg.HeartbeatTTL > 0 && !s.beating {
+		// Until the last in-flight message is drained at Close: the key
+		// goes only then, so no one claims what a handler still works on.
+		s.beating = true
+		go func() { defer close(s.hbDone); s.heartbeat(s.hbStop) }()
 	}
 	s.open.Add(1)
 	s.wg.Add(2)
@@ -94,11 +121,12 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 }
 
 // Subscriptions returns how many of this subscriber's subscriptions are
-// open: Subscribe returned their channel and it is not closed yet (it closes
-// when the subscription's context ends or the subscriber closes, once its
-// reader has stopped). A router handler whose subscriber has none is not
-// consuming.
-func (s *Subscriber) Subscriptions() int { return int(s.open.Load()) }
+// consuming: Subscribe returned their channel, it is not closed yet (it
+// closes when the subscription's context ends or the subscriber closes, once
+// its reader has stopped), and the subscription has reached Redis (its
+// groups exist; one that waits for Redis at start is not counted until
+// then). A router handler whose subscriber has none is not consuming.
+func (s *Subscriber) Subscriptions() int { return int(s.started.Load()) }
 
 // Close stops every subscription: no new messages are delivered, in-flight
 // ones get up to CloseTimeout to be acked (their acks are written), and what
@@ -106,14 +134,22 @@ func (s *Subscriber) Subscriptions() int { return int(s.open.Load()) }
 // the Redis client and is safe to call more than once.
 func (s *Subscriber) Close() error {
 	s.mu.Lock()
-	if !s.closed {
+	first := !s.closed
+	if first {
 		s.closed = true
 		close(s.closing)
 	}
+	beating := s.beating
 	s.mu.Unlock()
 	// Every call waits, so that a caller that closes the Redis client after
 	// Close returns (Bus.Close does) never cuts off another call's drain.
 	s.wg.Wait()
+	if beating {
+		if first {
+			close(s.hbStop)
+		}
+		<-s.hbDone
+	}
 	if s.onClose != nil {
 		s.onClose(s)
 	}

@@ -32,6 +32,7 @@ const (
 	envGroup    = "FAULTS_GROUP"
 	envConsumer = "FAULTS_CONSUMER"
 	envTopic    = "FAULTS_TOPIC"
+	envDefaults = "FAULTS_DEFAULTS" // "1": the child consumes with the default SubscriberConfig
 
 	helperCrashConsumer = "crash-consumer"
 	handledLine         = "HANDLED " // + event id + " " + stream id, one line per message
@@ -66,14 +67,18 @@ func crashConsumer() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	sub, err := b.NewSubscriber(bus.SubscriberConfig{
+	cfg := bus.SubscriberConfig{
 		ConsumerGroup: os.Getenv(envGroup),
 		Consumer:      os.Getenv(envConsumer),
 		BatchSize:     50,
 		BlockTime:     50 * time.Millisecond,
 		ClaimInterval: -1,
 		ClaimMinIdle:  time.Second,
-	})
+	}
+	if os.Getenv(envDefaults) == "1" {
+		cfg = bus.SubscriberConfig{ConsumerGroup: cfg.ConsumerGroup, Consumer: cfg.Consumer}
+	}
+	sub, err := b.NewSubscriber(cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2

@@ -43,6 +43,9 @@ var poisons = []poison{
 	{"invalid type", func(string) []any {
 		return append(validAttrs("Not..Valid"), "data", `{"n":0}`)
 	}},
+	{"JSON data that does not parse (datacontenttype application/json)", func(topic string) []any {
+		return append(validAttrs(topic), "data", `{"broken":`)
+	}},
 	{"watermill-redisstream entry with broken metadata", func(string) []any {
 		return []any{"_watermill_message_uuid", watermill.NewUUID(), "payload", "x", "metadata", "\xff\x00not msgpack"}
 	}},

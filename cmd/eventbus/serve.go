@@ -181,6 +181,38 @@ func readRSAPublicKey(path string) (*rsa.PublicKey, error) {
 	return nil, errors.New("not an RSA public key (PKIX, PKCS #1 or a certificate)")
 }
 
+// openBus opens serve's bus. A Redis that cannot be reached yet
+// (bus.IsTransient) is no reason not to start: serve listens at once, says
+// so on stderr, and answers /readyz 503 until Redis answers, while the
+// gateway's stream reader retries with backoff. A misconfiguration
+// (credentials refused, an ACL denial, TLS) fails at once.
+func (g *globals) openBus(ctx context.Context) (*bus.Bus, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.New(cfg, nil)
+	if err != nil {
+		return nil, classify(err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+	defer cancel()
+	err = b.Client().Ping(pctx).Err()
+	switch {
+	case err == nil:
+	case ctx.Err() != nil:
+		_ = b.Close()
+		return nil, &failure{err: errors.New("interrupted")}
+	case bus.IsTransient(err):
+		fmt.Fprintf(g.io.err, "eventbus serve: Redis at %s unreachable (%s); serving anyway, /readyz answers 503 until Redis answers\n",
+			bus.RedactURL(g.redisURL()), g.redact(unreachableReason(err)))
+	default:
+		_ = b.Close()
+		return nil, g.redisError("ping Redis", err)
+	}
+	return b, nil
+}
+
 func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
@@ -196,7 +228,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	quiet := watermill.NewSlogLogger(slog.New(slog.NewTextHandler(g.io.err, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)})))
 
 	g.mover = true // a long-running bus: it moves due delayed events too
-	b, err := g.connect(ctx)
+	b, err := g.openBus(ctx)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"regexp"
 	"slices"
 	"strconv"
@@ -121,7 +122,7 @@ func runTail(ctx context.Context, g *globals, o tailOptions, pattern string) err
 	if o.refresh < 10*time.Millisecond {
 		return usagef("invalid --refresh %s: use at least 10ms", o.refresh)
 	}
-	b, err := g.connect(ctx)
+	b, err := g.connectWait(ctx, "tail")
 	if err != nil {
 		return err
 	}
@@ -132,9 +133,13 @@ func runTail(ctx context.Context, g *globals, o tailOptions, pattern string) err
 		out: bufio.NewWriterSize(g.io.out, 64<<10), json: o.json || !g.io.outTTY,
 	}
 	if from == "" {
-		now, err := b.Client().Time(ctx).Result()
+		var now time.Time
+		err := retryRedis(ctx, g, "tail", func() (err error) {
+			now, err = b.Client().Time(ctx).Result()
+			return err
+		})
 		if err != nil {
-			return g.redisError("read the Redis server time", err)
+			return t.readError(ctx, "read the Redis server time", err)
 		}
 		from = justBefore(now.Add(-ago).UnixMilli())
 		if ago == 0 {
@@ -207,15 +212,20 @@ func (t *tailer) run(ctx context.Context) error {
 		fmt.Fprintf(t.g.io.err, "following %s (%s); Ctrl-C to stop\n", t.pattern, what)
 	}
 	var lastRefresh time.Time
+	w := newRedisWait(t.g, "tail")
 	for {
 		if ctx.Err() != nil {
 			return nil
 		}
 		if time.Since(lastRefresh) >= t.opts.refresh {
 			if err := t.refresh(ctx); err != nil {
+				if bus.IsTransient(err) && w.wait(ctx, err) {
+					continue // Redis restarting: keep the positions, retry
+				}
 				return t.readError(ctx, "read the type registry", err)
 			}
 			lastRefresh = time.Now()
+			w.ok()
 		}
 		if len(t.keys) == 0 { // nothing matches yet: wait for the next refresh
 			timer := time.NewTimer(t.opts.refresh)
@@ -238,11 +248,16 @@ func (t *tailer) run(ctx context.Context) error {
 		}
 		res, err := t.client.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: count, Block: min(tailBlock, t.opts.refresh)}).Result()
 		if errors.Is(err, redis.Nil) {
+			w.ok()
 			continue
 		}
 		if err != nil {
+			if bus.IsTransient(err) && w.wait(ctx, err) {
+				continue
+			}
 			return t.readError(ctx, "read events", err)
 		}
+		w.ok()
 		done, err := t.print(res)
 		if err != nil || done {
 			return err
@@ -320,4 +335,89 @@ func justBefore(ms int64) string {
 		return "0-0"
 	}
 	return fmt.Sprintf("%d-%d", ms-1, uint64(math.MaxUint64))
+}
+
+// connectWait opens the bus and waits until Redis answers: while Redis
+// cannot be reached (bus.IsTransient: refused, reset, timeouts, LOADING)
+// it says so once on stderr and retries with backoff and jitter, up to 1 s
+// apart, until ctx ends. A misconfiguration (credentials refused, an ACL
+// denial, TLS) fails at once with the error. The caller closes the bus.
+func (g *globals) connectWait(ctx context.Context, who string) (*bus.Bus, error) {
+	cfg, err := g.config()
+	if err != nil {
+		return nil, err
+	}
+	b, err := bus.New(cfg, nil)
+	if err != nil {
+		return nil, classify(err)
+	}
+	err = retryRedis(ctx, g, who, func() error {
+		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
+		defer cancel()
+		return b.Client().Ping(pctx).Err()
+	})
+	if err != nil {
+		_ = b.Close()
+		if ctx.Err() != nil {
+			return nil, &failure{err: errors.New("interrupted")}
+		}
+		return nil, g.redisError("ping Redis", err)
+	}
+	return b, nil
+}
+
+// retryRedis runs fn until it succeeds, fails with an error that is not
+// transient, or ctx ends, waiting between attempts (see redisWait).
+func retryRedis(ctx context.Context, g *globals, who string, fn func() error) error {
+	w := newRedisWait(g, who)
+	for {
+		err := fn()
+		if err == nil {
+			w.ok()
+			return nil
+		}
+		if !bus.IsTransient(err) || !w.wait(ctx, err) {
+			return err
+		}
+	}
+}
+
+// redisWait is the backoff of a command waiting for Redis: 50 ms doubling
+// to 1 s, ±20% jitter. It reports the outage once on stderr and the
+// recovery once.
+type redisWait struct {
+	g       *globals
+	who     string
+	backoff time.Duration
+	since   time.Time // start of the outage; zero while Redis answers
+}
+
+func newRedisWait(g *globals, who string) *redisWait { return &redisWait{g: g, who: who} }
+
+// wait sleeps before the next attempt after err; false when ctx ended.
+func (w *redisWait) wait(ctx context.Context, err error) bool {
+	if w.since.IsZero() {
+		w.since = time.Now()
+		w.backoff = 50 * time.Millisecond
+		fmt.Fprintf(w.g.io.err, "eventbus %s: Redis at %s unreachable (%s); waiting for it\n",
+			w.who, bus.RedactURL(w.g.redisURL()), w.g.redact(unreachableReason(err)))
+	}
+	d := w.backoff + time.Duration((rand.Float64()*0.4-0.2)*float64(w.backoff))
+	w.backoff = min(2*w.backoff, time.Second)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
+}
+
+// ok records that Redis answered.
+func (w *redisWait) ok() {
+	if !w.since.IsZero() {
+		fmt.Fprintf(w.g.io.err, "eventbus %s: Redis answers again after %s\n", w.who, time.Since(w.since).Round(time.Millisecond))
+		w.since = time.Time{}
+	}
 }

@@ -44,6 +44,7 @@ type Proxy struct {
 	mu       sync.Mutex
 	closed   bool
 	refusing bool
+	refused  int           // connections closed because refusing
 	resume   chan struct{} // non-nil while stalled; closed when unstalled
 	gen      uint64        // bumped by CutAll
 	links    map[*link]struct{}
@@ -140,6 +141,14 @@ func (p *Proxy) SetRefusing(refusing bool) {
 	p.refusing = refusing
 }
 
+// Refused returns how many connections the proxy has closed at once because
+// it was refusing: how often a client tried to reach a "down" server.
+func (p *Proxy) Refused() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refused
+}
+
 // Close stops listening, closes every connection and waits (bounded) for all
 // the proxy's goroutines to exit. It is idempotent: later calls return nil.
 func (p *Proxy) Close() error {
@@ -197,6 +206,9 @@ func (p *Proxy) acceptLoop() {
 		}
 		p.mu.Lock()
 		if p.closed || p.refusing {
+			if p.refusing {
+				p.refused++
+			}
 			p.mu.Unlock()
 			_ = c.Close()
 			continue
