@@ -21,7 +21,9 @@ type Bus struct {
 	logger    watermill.LoggerAdapter
 	pub       *Publisher
 	watcher   *registryWatcher
-	mover     *mover // nil when Config.SchedulePollInterval is -1
+	mover     *mover    // nil when Config.SchedulePollInterval is -1
+	trimmer   *periodic // nil when Retention.TrimInterval is -1
+	discovery *periodic // nil when Config.DiscoveryInterval is -1
 
 	mu     sync.Mutex
 	subs   []*Subscriber
@@ -52,6 +54,12 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 	b.watcher = newRegistryWatcher(b.client, cfg.RegistryKey(), logger)
 	if cfg.SchedulePollInterval > 0 {
 		b.mover = startMover(b)
+	}
+	if cfg.Retention.TrimInterval > 0 {
+		b.trimmer = startTrimmer(b)
+	}
+	if cfg.DiscoveryInterval > 0 {
+		b.discovery = startDiscovery(b)
 	}
 	return b, nil
 }
@@ -122,6 +130,11 @@ func (b *Bus) Close() error {
 
 	if b.mover != nil {
 		b.mover.stop()
+	}
+	for _, p := range []*periodic{b.trimmer, b.discovery} {
+		if p != nil {
+			p.stop()
+		}
 	}
 	var errs []error
 	for _, s := range subs {

@@ -149,6 +149,9 @@ func (sub *subscription) addStreams(ctx context.Context, types []string, start s
 			return err
 		}
 		key := sub.s.bus.StreamKey(t)
+		if err == nil { // a new group: loss accounting starts now (retention.go)
+			baselineGroup(ctx, sub.s.client, sub.s.bus, key, sub.s.cfg.ConsumerGroup)
+		}
 		if !sub.known[key] {
 			sub.known[key] = true
 			sub.streams = append(sub.streams, key)
@@ -301,6 +304,8 @@ func (sub *subscription) recreateGroups(ctx context.Context) {
 		err := sub.s.client.XGroupCreateMkStream(ctx, k, sub.s.cfg.ConsumerGroup, "0").Err()
 		if err != nil && !isBusyGroup(err) {
 			sub.s.logger.Error("Cannot recreate consumer group", err, watermill.LogFields{"stream": k})
+		} else if err == nil {
+			baselineGroup(ctx, sub.s.client, sub.s.bus, k, sub.s.cfg.ConsumerGroup)
 		}
 	}
 }
