@@ -106,7 +106,7 @@ const discoveryScanCount = 1000
 // one server, or every master of a Redis Cluster. The bus runs it every
 // Config.DiscoveryInterval by itself.
 func (b *Bus) Discover(ctx context.Context) ([]string, error) {
-	found, err := scanStreamTypes(ctx, b.client, b.cfg.StreamPrefix)
+	found, err := ScanStreamTypes(ctx, b.client, b.cfg.StreamPrefix)
 	if err != nil {
 		return nil, err
 	}
@@ -143,9 +143,10 @@ func (b *Bus) Discover(ctx context.Context) ([]string, error) {
 	return added, nil
 }
 
-// scanStreamTypes returns the event types of every stream key under prefix,
-// on the one server or on every master of a cluster.
-func scanStreamTypes(ctx context.Context, client redis.UniversalClient, prefix string) ([]string, error) {
+// ScanStreamTypes returns, sorted, the event types of every stream key under
+// prefix, registered or not: SCAN MATCH <prefix>* TYPE stream on the one
+// server (a *redis.Client) or on every master of a *redis.ClusterClient.
+func ScanStreamTypes(ctx context.Context, client redis.UniversalClient, prefix string) ([]string, error) {
 	var mu sync.Mutex
 	seen := map[string]bool{}
 	scan := func(ctx context.Context, node *redis.Client) error {
