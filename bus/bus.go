@@ -22,7 +22,9 @@ type Bus struct {
 	pub       *Publisher
 	schemas   *SchemaRegistry
 	watcher   *registryWatcher
-	mover     *mover // nil when Config.SchedulePollInterval is -1
+	mover     *mover    // nil when Config.SchedulePollInterval is -1
+	trimmer   *periodic // nil when Retention.TrimInterval is -1
+	discovery *periodic // nil when Config.DiscoveryInterval is -1
 	dlqFailed *failedReasons
 
 	mu     sync.Mutex
@@ -55,6 +57,12 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 	b.watcher = newRegistryWatcher(b.client, cfg.RegistryKey(), logger)
 	if cfg.SchedulePollInterval > 0 {
 		b.mover = startMover(b)
+	}
+	if cfg.Retention.TrimInterval > 0 {
+		b.trimmer = startTrimmer(b)
+	}
+	if cfg.DiscoveryInterval > 0 {
+		b.discovery = startDiscovery(b)
 	}
 	return b, nil
 }
@@ -128,6 +136,11 @@ func (b *Bus) Close() error {
 
 	if b.mover != nil {
 		b.mover.stop()
+	}
+	for _, p := range []*periodic{b.trimmer, b.discovery} {
+		if p != nil {
+			p.stop()
+		}
 	}
 	// All at once: each drains its in-flight messages and waits up to one
 	// BlockTime for its reader, so 60 subscribers close in about the time

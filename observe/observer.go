@@ -33,6 +33,7 @@ type Observer struct {
 	collector *collector
 	redact    func(string) string
 
+	losses        lossTracker  // for Config.LossDegradedFor
 	lastReadiness atomic.Value // Status of the last Readiness, for logging changes
 
 	closing   chan struct{}
