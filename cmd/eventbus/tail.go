@@ -24,6 +24,9 @@ const (
 	tailBlock          = time.Second     // one XREAD waits this long for entries
 	tailReadCount      = 100             // entries per stream per XREAD
 	defaultTailRefresh = 2 * time.Second // registry re-read for new types
+	// Backoff after a transient Redis error (unreachable, failing over).
+	tailMinBackoff = 50 * time.Millisecond
+	tailMaxBackoff = 5 * time.Second
 )
 
 type tailOptions struct {
@@ -58,7 +61,11 @@ event; pass the streamid of an event to resume after it) or a duration
 Output is one line per event: readable text on a terminal (time, type, id,
 subject/room/user, data), JSON lines otherwise (or with --json), each a
 CloudEvents JSON object with the Redis entry id as "streamid". Events of
-different streams are merged in entry id (time) order within each read.`,
+different streams are merged in entry id (time) order within each read.
+
+When Redis cannot be reached or is failing over (Sentinel or Cluster), tail
+says so on stderr, retries with backoff (up to 5s apart) and goes on from
+the last entry it printed; other errors (such as refused credentials) end it.`,
 		Example: `  # everything under photo, live
   eventbus tail 'photo.>'
 
@@ -166,6 +173,8 @@ type tailer struct {
 	seen  int
 
 	typeWidth int // the longest type followed (up to 40): pretty's column
+
+	backoff time.Duration // after a transient error; 0 when Redis answers
 }
 
 // refresh adds the streams of types matching the pattern that are new in the
@@ -213,6 +222,9 @@ func (t *tailer) run(ctx context.Context) error {
 		}
 		if time.Since(lastRefresh) >= t.opts.refresh {
 			if err := t.refresh(ctx); err != nil {
+				if t.retry(ctx, "read the type registry", err) {
+					continue
+				}
 				return t.readError(ctx, "read the type registry", err)
 			}
 			lastRefresh = time.Now()
@@ -241,13 +253,53 @@ func (t *tailer) run(ctx context.Context) error {
 			continue
 		}
 		if err != nil {
+			if t.retry(ctx, "read events", err) {
+				continue
+			}
 			return t.readError(ctx, "read events", err)
 		}
+		t.recovered()
 		done, err := t.print(res)
 		if err != nil || done {
 			return err
 		}
 	}
+}
+
+// retry reports whether err is transient (Redis unreachable, or failing
+// over: LOADING, READONLY, MASTERDOWN, CLUSTERDOWN, TRYAGAIN, UNBLOCKED, and
+// MOVED or ASK once the cluster client has used up its redirects),
+// and then waits out a backoff (50ms doubling to 5s) before tail goes on
+// from where it was. The first error of an outage is said on stderr.
+func (t *tailer) retry(ctx context.Context, doing string, err error) bool {
+	if ctx.Err() != nil || !isTransient(err) {
+		return false
+	}
+	if t.backoff == 0 {
+		fmt.Fprintf(t.g.io.err, "eventbus tail: %s: %s; retrying\n", doing, t.g.redact(err.Error()))
+	}
+	t.backoff = min(max(2*t.backoff, tailMinBackoff), tailMaxBackoff)
+	timer := time.NewTimer(t.backoff)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	return true
+}
+
+// recovered ends an outage that retry waited out.
+func (t *tailer) recovered() {
+	if t.backoff != 0 {
+		fmt.Fprintln(t.g.io.err, "eventbus tail: Redis answers again; following on")
+		t.backoff = 0
+	}
+}
+
+func isTransient(err error) bool {
+	return isUnreachable(err) || redis.IsLoadingError(err) || redis.IsReadOnlyError(err) ||
+		redis.IsMasterDownError(err) || redis.IsClusterDownError(err) || redis.IsTryAgainError(err) ||
+		redis.HasErrorPrefix(err, "UNBLOCKED") || redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")
 }
 
 func (t *tailer) readError(ctx context.Context, doing string, err error) error {
