@@ -490,8 +490,6 @@ type extraRow struct {
 	discoverAfter                                                              time.Duration
 }
 
-func (e extraRow) sseOK() bool { return e.sseMissing == 0 && e.sseEntryDups == 0 && e.sseGaps == 0 }
-
 func (e extraRow) String() string {
 	return fmt.Sprintf("sse: missing=%d entry-dups=%d event-dups=%d gaps=%d reconnects=%d refused=%d; tail: missing=%d exited=%q; readyz: non-200=%d for %s recovered=%v; new type found=%v after %s",
 		e.sseMissing, e.sseEntryDups, e.sseEventDups, e.sseGaps, e.sseReconnects, e.sseRefused,
