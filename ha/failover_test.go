@@ -124,6 +124,7 @@ func load(t *testing.T, b *bus.Bus, topic, promoted string, x *extras, fault fun
 	faultAt = time.Now()
 	mu.Unlock()
 	fault()
+	x.atFault()
 	go func() {
 		for roleOf(promoted) != "master" {
 			time.Sleep(10 * time.Millisecond)
@@ -222,6 +223,7 @@ func report(t *testing.T, fault, mode string, r row, d bus.Durability, outage bo
 	t.Logf("ROW | %s | %s | %s", fault, mode, r)
 	assert.Positive(t, r.acked)
 	assert.Zero(t, r.sseEntryDups, "a browser got one push-stream entry twice")
+	assert.Positive(t, r.sseReconnects, "the browser dropped at the fault did not reconnect")
 	assert.Empty(t, r.tailExited, "eventbus tail ended during the failover")
 	assert.True(t, r.discovered, "the pattern subscription did not find a type first published after the fault within %s", discoverIn)
 	assert.True(t, r.readyRecovered, "/readyz did not answer 200 again after the failover")

@@ -53,6 +53,7 @@ const (
 // it got.
 type sseBrowser struct {
 	url, token string
+	kick       chan struct{} // a receive drops the connection (then it reconnects)
 
 	mu       sync.Mutex
 	events   map[string]int // CloudEvent id -> deliveries
@@ -74,6 +75,15 @@ func (b *sseBrowser) run(ctx context.Context) {
 }
 
 func (b *sseBrowser) once(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-b.kick:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.url, nil)
 	if err != nil {
 		return
@@ -449,7 +459,7 @@ func startExtras(t *testing.T, b *bus.Bus, redisURL string) *extras {
 			"sub": fmt.Sprintf("browser-%d", i), "exp": time.Now().Add(time.Hour).Unix(),
 		}).SignedString([]byte(jwtSecret))
 		require.NoError(t, err)
-		br := &sseBrowser{url: x.srv.URL + gateway.StreamPath, token: tok, events: map[string]int{}, entries: map[string]int{}}
+		br := &sseBrowser{url: x.srv.URL + gateway.StreamPath, token: tok, kick: make(chan struct{}, 1), events: map[string]int{}, entries: map[string]int{}}
 		x.browsers = append(x.browsers, br)
 		x.wg.Go(func() { br.run(ctx) })
 	}
@@ -480,6 +490,7 @@ func (x *extras) stop() {
 // extraRow is what the extras saw in one run.
 type extraRow struct {
 	sseMissing, sseEntryDups, sseEventDups, sseGaps, sseReconnects, sseRefused int
+	kickedMissing, kickedRefused                                               int // the browser dropped at the fault
 	tailMissing                                                                int
 	tailExited                                                                 string
 	readyDownFor                                                               time.Duration // first non-200 -> last non-200
@@ -491,11 +502,18 @@ type extraRow struct {
 }
 
 func (e extraRow) String() string {
-	return fmt.Sprintf("sse: missing=%d entry-dups=%d event-dups=%d gaps=%d reconnects=%d refused=%d; tail: missing=%d exited=%q; readyz: non-200=%d for %s recovered=%v; new type found=%v after %s",
-		e.sseMissing, e.sseEntryDups, e.sseEventDups, e.sseGaps, e.sseReconnects, e.sseRefused,
+	return fmt.Sprintf("sse: missing=%d entry-dups=%d event-dups=%d gaps=%d reconnects=%d refused=%d (browser dropped at the fault: missing=%d refused=%d); tail: missing=%d exited=%q; readyz: non-200=%d for %s recovered=%v; new type found=%v after %s",
+		e.sseMissing, e.sseEntryDups, e.sseEventDups, e.sseGaps, e.sseReconnects, e.sseRefused, e.kickedMissing, e.kickedRefused,
 		e.tailMissing, e.tailExited, e.readyDowns, e.readyDownFor.Round(time.Millisecond), e.readyRecovered,
 		e.discovered, e.discoverAfter.Round(time.Millisecond))
 }
+
+// kicked is the browser whose connection drops when the fault is injected:
+// it reconnects, during the outage or after it, with its Last-Event-ID.
+const kicked = browsers - 1
+
+// atFault drops the kicked browser's connection.
+func (x *extras) atFault() { x.browsers[kicked].kick <- struct{}{} }
 
 // afterFault runs once an event published after the fault was acknowledged:
 // it publishes the new type and waits for the discovery subscription.
@@ -541,9 +559,13 @@ func (x *extras) collect(t *testing.T, acked []string) extraRow {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for _, br := range x.browsers {
+	for i, br := range x.browsers {
 		br.mu.Lock()
-		e.sseMissing += missing(func(id string) bool { return br.events[id] > 0 })
+		m := missing(func(id string) bool { return br.events[id] > 0 })
+		e.sseMissing += m
+		if i == kicked {
+			e.kickedMissing, e.kickedRefused = m, br.refused
+		}
 		for _, n := range br.entries {
 			e.sseEntryDups += n - 1
 		}
