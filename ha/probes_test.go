@@ -230,6 +230,15 @@ var (
 	cliDir  string
 )
 
+// TestMain removes the eventbus binary the tests built.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cliDir != "" {
+		_ = os.RemoveAll(cliDir)
+	}
+	os.Exit(code)
+}
+
 // eventbusCLI builds cmd/eventbus once per test binary (without -race: it
 // is a subject here, not what the race detector should slow down).
 func eventbusCLI(t *testing.T) string {
