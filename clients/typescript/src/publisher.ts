@@ -104,11 +104,12 @@ export class Publisher {
     if (e.broadcast !== undefined) f.broadcast = String(e.broadcast);
     if (f.broadcast && f.broadcast !== "true" && f.broadcast !== "false") throw new TypeError(`broadcast must be "true" or "false"`);
     let data: Buffer;
+    let encoded = false; // JSON.stringify made it: valid JSON, no need to parse it again
     if (e.data === undefined) data = Buffer.alloc(0);
     else if (Buffer.isBuffer(e.data) || e.data instanceof Uint8Array) data = Buffer.from(e.data as Uint8Array);
     else if (typeof e.data === "string" && !isJSONContentType(f.datacontenttype)) data = Buffer.from(e.data);
-    else data = Buffer.from(JSON.stringify(e.data));
-    if (data.length > 0 && isJSONContentType(f.datacontenttype)) {
+    else { data = Buffer.from(JSON.stringify(e.data)); encoded = true; }
+    if (!encoded && data.length > 0 && isJSONContentType(f.datacontenttype)) {
       try { JSON.parse(data.toString("utf8")); } catch { throw new TypeError(`data is not valid JSON but datacontenttype is ${f.datacontenttype}`); }
     }
     const flat: (string | Buffer)[] = [];
