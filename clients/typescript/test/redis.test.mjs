@@ -98,3 +98,37 @@ test("a pattern consumer finds a new type through the registry notification, not
   assert.deepEqual(got.sort(), ["photo.processing.done", "photo.uploaded"]);
   assert.equal((await c.health()).streams, 2);
 });
+
+test("binary data arrives byte for byte; a handler that keeps failing is dead-lettered at maxDeliveries", async (t) => {
+  const { r, prefix } = await client(t);
+  const p = new Publisher(r, { serviceName: "node-test", streamPrefix: prefix });
+  const bytes = Uint8Array.from([0, 1, 2, 0xc3, 0x28, 255]); // not UTF-8
+  const bin = await p.publish("blob.stored", { data: bytes, datacontenttype: "application/octet-stream" });
+  const bad = await p.publish("blob.stored", { data: { poison: true } });
+  const got = [];
+  const errors = [];
+  const c = new Consumer(r, { group: "g", streamPrefix: prefix, blockMs: 50, claimMinIdleMs: 150, maxDeliveries: 2, onError: (e) => errors.push(e) });
+  t.after(() => c.close());
+  const dead = new Promise((res) => {
+    c.subscribe("blob.stored", (ev) => {
+      if (ev.data?.poison) throw new Error(`poison ${ev.delivery}`);
+      got.push(ev);
+    });
+    const poll = setInterval(async () => { if ((await r.xlen(prefix + "$dlq")) > 0) { clearInterval(poll); res(); } }, 50);
+  });
+  await c.start();
+  await dead;
+  assert.equal(got.length, 1);
+  assert.equal(got[0].id, bin.id);
+  assert.deepEqual([...got[0].raw], [...bytes]);
+  const [[, flat]] = await r.xrange(prefix + "$dlq", "-", "+");
+  const f = Object.fromEntries(flat.reduce((a, x, i) => (i % 2 ? a[a.length - 1].push(x) : a.push([x]), a), []));
+  assert.equal(f.id, bad.id);
+  assert.equal(f.type, "blob.stored");
+  assert.equal(f.data, '{"poison":true}');
+  assert.equal(f.dlq_delivery, "2");
+  assert.match(f.dlq_reason, /handler failed on delivery 2 \(maxDeliveries 2\): poison 2/);
+  assert.equal(f.dlq_malformed, undefined);
+  assert.equal(errors.length, 2);
+  assert.equal((await r.xpending(prefix + "blob.stored", "g"))[0], 0, "acked once dead-lettered");
+});
