@@ -63,7 +63,7 @@ export class Publisher {
   async publishBatch(type: string, evs: PublishInput[]): Promise<PublishResult[]> {
     if (this.closed) throw new Error("eventbus: publisher is closed");
     try {
-      validateType(type);
+      if (!this.known.has(type)) validateType(type);
       const now = new Date().toISOString();
       const prepared = evs.map((e) => this.prepare(type, e, now));
       const register = !this.known.has(type);
@@ -94,8 +94,9 @@ export class Publisher {
     f.type = type;
     f.specversion = SpecVersion;
     f.source = e.source ?? f.source ?? this.opts.serviceName;
-    f.time = e.time ?? f.time ?? now;
-    if (Number.isNaN(Date.parse(f.time))) throw new TypeError(`time ${f.time} is not RFC 3339`);
+    const time = e.time ?? f.time;
+    if (time !== undefined && Number.isNaN(Date.parse(time))) throw new TypeError(`time ${time} is not RFC 3339`);
+    f.time = time ?? now;
     f.datacontenttype = e.datacontenttype ?? f.datacontenttype ?? this.opts.defaultContentType ?? DefaultContentType;
     if (e.subject) f.subject = e.subject;
     if (e.dataschema) f.dataschema = e.dataschema;
