@@ -16,7 +16,12 @@ export interface PublisherOptions {
   defaultContentType?: string;
   /** Largest event (field names + values + data) in bytes; 0 means no limit. */
   maxEventSize?: number;
+  /** Furthest in the future deliverAt may be, in ms; default 90 days (bus.DefaultMaxDelay), -1 for no limit. */
+  maxDelayMs?: number;
 }
+
+/** DefaultMaxDelayMs is bus.DefaultMaxDelay: 90 days. */
+export const DefaultMaxDelayMs = 90 * 24 * 3600 * 1000;
 
 /** PublishInput is one event to publish. data is JSON-encoded unless it is a Buffer/Uint8Array/string. */
 export interface PublishInput {
@@ -33,10 +38,16 @@ export interface PublishInput {
   broadcast?: boolean;
   /** Extension attributes (traceparent, correlationid, ...). */
   attributes?: Record<string, string>;
+  /**
+   * Deliver later: the event is checked and stored now, in the Go bus's
+   * schedule (docs/replay-and-delay.md), and a mover (`eventbus serve`)
+   * writes it to its stream when due. A time not after now delivers at once.
+   */
+  deliverAt?: Date | number;
 }
 
-/** PublishResult is what was written. */
-export interface PublishResult { id: string; streamId: string; fields: Record<string, string> }
+/** PublishResult is what was written. streamId is "" for a scheduled event (not in its stream yet). */
+export interface PublishResult { id: string; streamId: string; fields: Record<string, string>; scheduledFor?: Date }
 
 /** Publisher writes events exactly as the Go bus.Publisher does. The caller owns the client. */
 export class Publisher {
@@ -66,18 +77,59 @@ export class Publisher {
       if (!this.known.has(type)) validateType(type);
       const now = new Date().toISOString();
       const prepared = evs.map((e) => this.prepare(type, e, now));
+      const dues = this.dues(evs);
+      if (dues.some((d) => d > 0)) await this.schedule(type, prepared, dues);
+      const immediate = prepared.filter((_, i) => dues[i] === 0);
       const register = !this.known.has(type);
-      const ids = await write(this.client, {
+      const ids = immediate.length === 0 ? [] : await write(this.client, {
         streamKey: this.keys.stream(type), pushKey: this.keys.push(), registryKey: this.keys.registry(), type,
-        entries: prepared.map((p) => ({ fields: p.flat, addressed: p.addressed })), register, retention: this.retention,
+        entries: immediate.map((p) => ({ fields: p.flat, addressed: p.addressed })), register, retention: this.retention,
       });
-      if (register) this.known.add(type);
+      if (register && immediate.length > 0) this.known.add(type);
       this.stats.published += evs.length;
-      return prepared.map((p, i) => ({ id: p.fields.id, streamId: ids[i], fields: p.fields }));
+      let next = 0;
+      return prepared.map((p, i) => dues[i] > 0
+        ? { id: p.fields.id, streamId: "", fields: p.fields, scheduledFor: new Date(dues[i]) }
+        : { id: p.fields.id, streamId: ids[next++], fields: p.fields });
     } catch (err) {
       this.stats.errors++;
       throw err;
     }
+  }
+
+  /** dues returns each event's due time in Unix ms, 0 for now; it throws for one past maxDelayMs. */
+  private dues(evs: PublishInput[]): number[] {
+    const now = Date.now();
+    const max = this.opts.maxDelayMs ?? DefaultMaxDelayMs;
+    return evs.map((e, i) => {
+      if (e.deliverAt === undefined) return 0;
+      const due = e.deliverAt instanceof Date ? e.deliverAt.getTime() : e.deliverAt;
+      if (!Number.isFinite(due)) throw new TypeError(`event ${i + 1} of ${evs.length}: deliverAt is not a valid time`);
+      if (due <= now) return 0;
+      if (max > 0 && due - now > max) {
+        throw new RangeError(`event ${i + 1} of ${evs.length}: deliverAt ${new Date(due).toISOString()} is beyond the scheduling horizon (maxDelayMs ${max}); nothing written`);
+      }
+      return due;
+    });
+  }
+
+  /**
+   * schedule stores delayed events as bus.Publisher does (bus/delay.go): the
+   * schedule key in the set of schedules, then, in one MULTI on one slot,
+   * each event's fields as netstrings in the schedule's hash and its id in
+   * the schedule's sorted set, scored by its due time.
+   */
+  private async schedule(type: string, prepared: { fields: Record<string, string>; flat: (string | Buffer)[] }[], dues: number[]): Promise<void> {
+    const zkey = `{${this.keys.stream(type)}}:scheduled`;
+    await this.client.sadd(this.keys.schedules(), zkey);
+    const m = this.client.multi();
+    prepared.forEach((p, i) => {
+      if (dues[i] === 0) return;
+      m.hset(zkey + ":data", p.fields.id, netstrings(p.flat));
+      m.zadd(zkey, dues[i], p.fields.id);
+    });
+    const res = await m.exec();
+    for (const [err] of res ?? []) if (err) throw err;
   }
 
   private prepare(type: string, e: PublishInput, now: string) {
@@ -124,4 +176,14 @@ export class Publisher {
 
   /** close stops further publishing; the Redis client stays the caller's. Idempotent. */
   close(): void { this.closed = true; }
+}
+
+/** netstrings encodes fields as bus/delay.go's encodeFields does: "<byte length>:<bytes>" each. */
+function netstrings(fields: (string | Buffer)[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const f of fields) {
+    const b = typeof f === "string" ? Buffer.from(f, "utf8") : f;
+    parts.push(Buffer.from(`${b.length}:`), b);
+  }
+  return Buffer.concat(parts);
 }

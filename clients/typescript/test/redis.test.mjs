@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import { Publisher, Consumer, BrowserClient, backoff } from "../dist/esm/index.js";
+import { Publisher, Consumer, BrowserClient, backoff, toCloudEvent } from "../dist/esm/index.js";
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -131,4 +131,21 @@ test("binary data arrives byte for byte; a handler that keeps failing is dead-le
   assert.equal(f.dlq_malformed, undefined);
   assert.equal(errors.length, 2);
   assert.equal((await r.xpending(prefix + "blob.stored", "g"))[0], 0, "acked once dead-lettered");
+});
+
+test("deliverAt: scheduled, not written to the stream; beyond maxDelayMs nothing is written; ingress sends deliverat", async (t) => {
+  const { r, prefix } = await client(t);
+  const p = new Publisher(r, { serviceName: "node-test", streamPrefix: prefix, maxDelayMs: 60000 });
+  const at = new Date(Date.now() + 30000);
+  const [later, now] = await p.publishBatch("photo.reminder", [{ data: { n: 1 }, deliverAt: at }, { data: { n: 2 } }]);
+  assert.equal(later.streamId, "");
+  assert.equal(later.scheduledFor.getTime(), at.getTime());
+  assert.notEqual(now.streamId, "");
+  const entries = await r.xrange(prefix + "photo.reminder", "-", "+");
+  assert.deepEqual(entries.map(([, f]) => f[f.indexOf("id") + 1]), [now.id]);
+  assert.equal(Number(await r.zscore(`{${prefix}photo.reminder}:scheduled`, later.id)), at.getTime());
+  assert.deepEqual(await r.smembers(prefix + "$scheduled"), [`{${prefix}photo.reminder}:scheduled`]);
+  await assert.rejects(p.publish("photo.reminder", { deliverAt: Date.now() + 120000 }), /beyond the scheduling horizon/);
+  assert.equal(await r.zcard(`{${prefix}photo.reminder}:scheduled`), 1, "nothing more scheduled");
+  assert.equal(toCloudEvent("photo.reminder", { deliverAt: at }, "/s").deliverat, at.toISOString());
 });
