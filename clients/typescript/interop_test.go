@@ -252,3 +252,43 @@ func TestNodeDeadLettersReadByGo(t *testing.T) {
 	assert.Equal(t, garbage, raw[0].Values[bus.DLQFieldStreamID])
 	assert.Equal(t, "missing required attribute(s) id, source, specversion, type", raw[0].Values["dlq_malformed"])
 }
+
+// Node schedules an event (deliverAt) in the Go bus's schedule: the Go mover
+// (bus.MoveDue, what `eventbus serve` runs) moves it when due, and a Go
+// subscriber gets it with its id, attributes and data.
+func TestNodeSchedulesGoMoves(t *testing.T) {
+	b, prefix := newBus(t)
+	ctx := context.Background()
+	id := strings.TrimSpace(node(t, "test/interop/publish.mjs", "PREFIX="+prefix, "TYPE=photo.reminder",
+		`DATA={"photoId":"p-3"}`, `ATTRS={"correlationid":"corr-3"}`, "DELIVER_IN_MS=1500"))
+	n, err := b.Client().XLen(ctx, b.Config().StreamKey("photo.reminder")).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "not in its stream before it is due")
+	due, err := b.Client().ZScore(ctx, b.Config().ScheduleKey("photo.reminder"), id).Result()
+	require.NoError(t, err, "scheduled in the Go bus's schedule")
+	assert.Greater(t, due, float64(time.Now().UnixMilli()))
+
+	require.Eventually(t, func() bool { moved, err := b.MoveDue(ctx); require.NoError(t, err); return moved == 1 },
+		20*time.Second, 50*time.Millisecond, "the Go mover never moved the Node-scheduled event")
+	assert.GreaterOrEqual(t, float64(time.Now().UnixMilli()), due, "moved once due, not before")
+
+	sub, err := b.NewSubscriber(bus.SubscriberConfig{ConsumerGroup: "go"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(sctx, "photo.reminder")
+	require.NoError(t, err)
+	select {
+	case m := <-msgs:
+		m.Ack()
+		_, malformed := bus.IsMalformed(m)
+		assert.False(t, malformed)
+		assert.Equal(t, id, m.UUID)
+		assert.Equal(t, "node-interop", m.Metadata.Get(bus.AttrSource))
+		assert.Equal(t, "corr-3", m.Metadata.Get(bus.AttrCorrelationID))
+		assert.JSONEq(t, `{"photoId":"p-3"}`, string(m.Payload))
+	case <-sctx.Done():
+		t.Fatal("the moved event never reached the Go subscriber")
+	}
+}

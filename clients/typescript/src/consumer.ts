@@ -27,6 +27,12 @@ export interface ConsumerOptions {
    * the registry's Pub/Sub notification; the resync repairs a lost one.
    */
   resyncMs?: number;
+  /**
+   * A handler that still throws on this delivery of an event dead-letters it
+   * (with the error as dlq_reason) instead of leaving it pending for another
+   * redelivery; default 10 (router.DefaultMaxDeliveries), -1 for no limit.
+   */
+  maxDeliveries?: number;
   /** Dead-letter stream MAXLEN; default 100000. */
   deadLetterMaxLen?: number;
   /** Called on errors the loop survives. */
@@ -67,7 +73,7 @@ export class Consumer {
     this.o = {
       group: opts.group, consumer: opts.consumer ?? `${hostname()}-${process.pid}`, streamPrefix: this.keys.prefix,
       batchSize: opts.batchSize ?? 100, blockMs: opts.blockMs ?? 1000, claimMinIdleMs: opts.claimMinIdleMs ?? 30000,
-      startFrom: opts.startFrom ?? "0", resyncMs: opts.resyncMs ?? 5000, deadLetterMaxLen: opts.deadLetterMaxLen ?? DefaultMaxLen, onError: opts.onError,
+      startFrom: opts.startFrom ?? "0", resyncMs: opts.resyncMs ?? 5000, maxDeliveries: opts.maxDeliveries ?? 10, deadLetterMaxLen: opts.deadLetterMaxLen ?? DefaultMaxLen, onError: opts.onError,
     };
   }
 
@@ -162,12 +168,13 @@ export class Consumer {
         if (Date.now() - lastClaim > this.o.claimMinIdleMs / 3) { await this.claim(); lastClaim = Date.now(); }
         const keys = [...this.streams];
         if (keys.length === 0) { await this.sleep(this.o.blockMs); continue; }
-        const res = (await this.reader!.xreadgroup(
+        // Buffers, not strings: data may be binary (data_base64 at the gateway).
+        const res = (await this.reader!.callBuffer("XREADGROUP", [
           "GROUP", this.o.group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs,
           "STREAMS", ...keys, ...keys.map(() => ">"),
-        )) as [string, [string, string[]][]][] | null;
+        ])) as [Buffer, [Buffer, Buffer[]][]][] | null;
         if (!res) continue;
-        for (const [key, entries] of res) await this.handleBatch(key, entries.map(([id, f]) => [id, f, 1]));
+        for (const [key, entries] of res) await this.handleBatch(key.toString(), entries.map(([id, f]) => [id.toString(), f, 1]));
       } catch (e) {
         if (this.closing) break;
         this.lastError = String(e);
@@ -180,8 +187,8 @@ export class Consumer {
   /** claim takes entries idle longer than claimMinIdleMs (a crashed consumer's) with XAUTOCLAIM. */
   private async claim(): Promise<void> {
     for (const key of this.streams) {
-      const res = (await this.client.xautoclaim(key, this.o.group, this.o.consumer, this.o.claimMinIdleMs, "0-0", "COUNT", this.o.batchSize)) as [string, [string, string[] | null][]];
-      const entries = res[1].filter((e) => e && e[1]) as [string, string[]][];
+      const res = (await this.client.callBuffer("XAUTOCLAIM", [key, this.o.group, this.o.consumer, this.o.claimMinIdleMs, "0-0", "COUNT", this.o.batchSize])) as [Buffer, [Buffer, Buffer[] | null][]];
+      const entries = res[1].filter((e) => e && e[1]).map(([id, f]) => [id.toString(), f]) as [string, Buffer[]][];
       if (entries.length === 0) continue;
       this.stats.claimed += entries.length;
       const pend = (await this.client.xpending(key, this.o.group, entries[0][0], entries[entries.length - 1][0], entries.length, this.o.consumer)) as [string, string, number, number][];
@@ -190,14 +197,14 @@ export class Consumer {
     }
   }
 
-  private async handleBatch(key: string, entries: [string, string[], number][]): Promise<void> {
+  private async handleBatch(key: string, entries: [string, Buffer[], number][]): Promise<void> {
     const topic = key.slice(this.keys.prefix.length);
     const ack: string[] = [];
     for (const [id, flat, delivery] of entries) {
       this.stats.received++;
       const fields: Record<string, string> = {};
       const rawFields: Record<string, Buffer> = {};
-      for (let i = 0; i + 1 < flat.length; i += 2) { fields[flat[i]] = String(flat[i + 1]); rawFields[flat[i]] = Buffer.from(String(flat[i + 1]), "utf8"); }
+      for (let i = 0; i + 1 < flat.length; i += 2) { const k = flat[i].toString(); fields[k] = flat[i + 1].toString("utf8"); rawFields[k] = flat[i + 1]; }
       const bad = this.malformed(topic, fields);
       if (bad) {
         await this.deadLetter(topic, id, delivery, fields, bad);
@@ -210,7 +217,7 @@ export class Consumer {
       const raw = rawFields.data ?? Buffer.alloc(0);
       let data: unknown;
       if (raw.length > 0 && isJSONContentType(fields.datacontenttype ?? "application/json")) {
-        try { data = JSON.parse(raw.toString("utf8")); } catch { await this.deadLetter(topic, id, delivery, fields, `data is not valid JSON but datacontenttype is ${JSON.stringify(fields.datacontenttype ?? "application/json")}`, raw); ack.push(id); continue; }
+        try { data = JSON.parse(raw.toString("utf8")); } catch { await this.deadLetter(topic, id, delivery, fields, `invalid event: data is not valid JSON but datacontenttype is ${JSON.stringify(fields.datacontenttype ?? "application/json")}`, raw); ack.push(id); continue; }
       }
       const ev: Event = {
         id: fields.id, type: fields.type, source: fields.source, specversion: fields.specversion, time: fields.time,
@@ -224,6 +231,11 @@ export class Consumer {
         this.stats.failed++;
         this.lastError = String(e);
         this.o.onError?.(e);
+        if (this.o.maxDeliveries > 0 && delivery >= this.o.maxDeliveries) {
+          const msg = e instanceof Error ? e.message : String(e);
+          await this.deadLetter(topic, id, delivery, fields, `handler failed on delivery ${delivery} (maxDeliveries ${this.o.maxDeliveries}): ${msg}`, raw);
+          ack.push(id);
+        }
       }
     }
     if (ack.length) await this.client.xack(key, this.o.group, ...ack);
@@ -241,7 +253,8 @@ export class Consumer {
    * deadLetter writes what bus.DeadLetterQueue.Add writes: for a malformed
    * entry (the Go subscriber's malformed message) its id and the whole raw
    * entry as JSON data, with dlq_malformed; for an event whose data is not
-   * JSON (the Go validation middleware's refusal) its attributes and data.
+   * JSON (the Go validation middleware's refusal) or whose handler failed
+   * maxDeliveries times, its attributes and data.
    * Then the dlq_ fields, so `eventbus dlq` lists it.
    */
   private async deadLetter(topic: string, streamId: string, delivery: number, f: Record<string, string>, reason: string, raw?: Buffer): Promise<void> {
@@ -256,7 +269,7 @@ export class Consumer {
       flat.push("id", f.id || crypto.randomUUID(), "data", JSON.stringify(f));
     }
     flat.push(
-      "dlq_reason", (raw ? "invalid event: " : "malformed event: ") + reason, "dlq_handler", "", "dlq_group", this.o.group,
+      "dlq_reason", raw ? reason : "malformed event: " + reason, "dlq_handler", "", "dlq_group", this.o.group,
       "dlq_topic", topic, "dlq_attempts", raw ? "1" : "0", "dlq_delivery", String(delivery), "dlq_stream_id", streamId,
       "dlq_time", new Date().toISOString(),
     );

@@ -127,6 +127,11 @@ export function toCloudEvent(type: string, ev: PublishInput, source: string, def
   if (ev.room) ce.room = ev.room;
   if (ev.user) ce.user = ev.user;
   if (ev.broadcast !== undefined) ce.broadcast = ev.broadcast;
+  if (ev.deliverAt !== undefined) {
+    const due = new Date(ev.deliverAt);
+    if (Number.isNaN(due.getTime())) throw new TypeError("deliverAt is not a valid time");
+    ce.deliverat = due.toISOString(); // the gateway's deliverat extension
+  }
   const d = ev.data;
   if (d === undefined) return ce;
   const bytes = d instanceof Uint8Array ? d : typeof d === "string" && !isJSONContentType(ct) ? new TextEncoder().encode(d) : undefined;
