@@ -40,6 +40,7 @@ func readAndAck(t *testing.T, b *bus.Bus, group, typ string, n int) {
 	t.Helper()
 	sc := fastSub(group)
 	sc.Consumer = group + "-c"
+	sc.ClaimInterval, sc.ClaimMinIdle = 50*time.Millisecond, 200*time.Millisecond // and anything else left idle
 	s, err := b.NewSubscriber(sc)
 	require.NoError(t, err)
 	ch, err := s.Subscribe(ctxT(t), typ)
