@@ -3,7 +3,9 @@ package outbox_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -149,4 +151,37 @@ func TestRowThatCannotBeForwardedIsSetAside(t *testing.T) {
 	require.NoError(t, e.db.QueryRowContext(ctx, `SELECT id, reason FROM "`+outbox.FailedTable(e.table)+`"`).Scan(&id, &reason))
 	assert.Equal(t, "garbage-1", id)
 	assert.Contains(t, reason, "no destination_topic")
+}
+
+func TestEventTheBusRefusesAtForwardingIsSetAside(t *testing.T) {
+	e := newEnv(t, nil, nil)
+	ctx := context.Background()
+	tx, err := e.db.BeginTx(ctx, nil)
+	require.NoError(t, err)
+	_, err = bus.Publish(ctx, e.ob.Publisher(tx), "order.placed", strings.Repeat("x", 2000), bus.WithID("too-big"))
+	require.NoError(t, err)
+	_, err = bus.Publish(ctx, e.ob.Publisher(tx), "order.placed", "small", bus.WithID("fits"))
+	require.NoError(t, err)
+	require.NoError(t, tx.Commit())
+
+	// The forwarding bus has a lower size limit than the writer's had.
+	fb, err := bus.New(bus.Config{ServiceName: "forwarder", Client: e.bus.Client(), StreamPrefix: e.bus.Config().StreamPrefix, MaxEventSize: 1000}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = fb.Close() })
+	f, err := outbox.NewForwarder(e.db, fb.Publisher(), outbox.ForwarderConfig{Table: e.table, PollInterval: 20 * time.Millisecond}, nil)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() { require.NoError(t, f.Close()); require.NoError(t, <-done) })
+
+	got := e.entries(t, "order.placed", 1)
+	require.Len(t, got, 1)
+	assert.Equal(t, "fits", got[0].Values[bus.AttrID])
+	var id, typ, reason string
+	var data []byte
+	require.NoError(t, e.db.QueryRowContext(ctx, `SELECT id, type, data, reason FROM "`+outbox.FailedTable(e.table)+`"`).Scan(&id, &typ, &data, &reason))
+	assert.Equal(t, "too-big", id)
+	assert.Equal(t, "order.placed", typ)
+	assert.Equal(t, `"`+strings.Repeat("x", 2000)+`"`, string(data))
+	assert.Contains(t, reason, "exceeds the limit of 1000 bytes")
 }
