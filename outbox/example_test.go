@@ -11,8 +11,8 @@ import (
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/pgtest"
-	"github.com/shared-infra/eventbus/internal/redistest"
 	"github.com/shared-infra/eventbus/internal/rediskeys"
+	"github.com/shared-infra/eventbus/internal/redistest"
 	"github.com/shared-infra/eventbus/outbox"
 )
 
@@ -37,7 +37,9 @@ func Example() {
 	prefix := fmt.Sprintf("example:outbox:%d:", time.Now().UnixNano())
 	defer func() { _ = rediskeys.DeletePrefix(context.Background(), client, prefix) }()
 	table := fmt.Sprintf("example_outbox_%d", time.Now().UnixNano())
-	defer func() { _, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + outbox.FailedTable(table) + `", "` + table + `_orders"`) }()
+	defer func() {
+		_, _ = db.Exec(`DROP TABLE IF EXISTS "` + table + `", "` + outbox.FailedTable(table) + `", "` + table + `_orders"`)
+	}()
 
 	b, err := bus.New(bus.Config{ServiceName: "orders-api", Client: client, StreamPrefix: prefix}, watermill.NopLogger{})
 	if err != nil {
