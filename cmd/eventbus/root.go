@@ -184,6 +184,7 @@ JSON).`,
 		newServeCmd(g),
 		newBenchCmd(g),
 		newDemoCmd(g),
+		newOutboxCmd(g),
 	)
 	return root
 }
