@@ -1,5 +1,6 @@
 # eventbus — every target works on a fresh machine: tests start their own
-# Redis when none answers (scripts/with-redis.sh).
+# Redis and PostgreSQL when none answers (scripts/with-redis.sh,
+# scripts/with-postgres.sh).
 GO           ?= go
 STATICCHECK  ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 BENCHSTAT    ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
@@ -14,9 +15,9 @@ all: lint test
 demo:
 	$(GO) run ./cmd/eventbus demo
 
-## test: every test, with the race detector, against a real Redis
+## test: every test, with the race detector, against a real Redis and PostgreSQL
 test: ts-build
-	scripts/with-redis.sh $(GO) test $(TESTFLAGS) ./...
+	scripts/with-redis.sh scripts/with-postgres.sh $(GO) test $(TESTFLAGS) ./...
 	$(MAKE) test-ts
 
 ## ts-build: install (npm ci, when node_modules is missing or older than the lockfile) and build the TypeScript client

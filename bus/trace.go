@@ -75,10 +75,34 @@ func newTracer(tp trace.TracerProvider) *tracer {
 }
 
 // enrich sets correlationid, causationid and traceparent/tracestate on msg
-// from ctx, keeping attributes already set, and returns the producer span
-// started for it (nil without a TracerProvider). The caller ends it.
+// from ctx, keeping attributes already set (see carry), and returns the
+// producer span started for it (nil without a TracerProvider). The caller
+// ends it.
 func (t *tracer) enrich(ctx context.Context, topic string, msg *message.Message) trace.Span {
-	md := msg.Metadata
+	ctx = t.carry(ctx, msg)
+	if t.noSpans {
+		return nil
+	}
+	_, span := t.t.Start(ctx, "publish "+topic, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(
+			attribute.String("messaging.system", "redis"),
+			attribute.String("messaging.operation.type", "send"),
+			attribute.String("messaging.destination.name", topic),
+			attribute.String("messaging.message.id", msg.UUID),
+		))
+	if sc := span.SpanContext(); sc.IsValid() {
+		t.prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), MetadataCarrier(md(msg)))
+	}
+	return span
+}
+
+// carry sets correlationid and causationid on msg from ctx's Parent (a new
+// correlation, the event's own id, when there is none) and traceparent/
+// tracestate from ctx's span, keeping attributes already set, and returns
+// the context a producer span would start from: ctx, or the trace of a
+// traceparent the caller set by hand.
+func (t *tracer) carry(ctx context.Context, msg *message.Message) context.Context {
+	md := md(msg)
 	if par, ok := ParentFromContext(ctx); ok {
 		if md.Get(AttrCorrelationID) == "" {
 			md.Set(AttrCorrelationID, par.CorrelationID)
@@ -94,23 +118,18 @@ func (t *tracer) enrich(ctx context.Context, topic string, msg *message.Message)
 		// event's own): continue that trace.
 		ctx = t.prop.Extract(ctx, MetadataCarrier(md))
 	}
-	if t.noSpans {
-		if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-			t.prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), MetadataCarrier(md))
-		}
-		return nil
-	}
-	_, span := t.t.Start(ctx, "publish "+topic, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "redis"),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", topic),
-			attribute.String("messaging.message.id", msg.UUID),
-		))
-	if sc := span.SpanContext(); sc.IsValid() {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
 		t.prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), MetadataCarrier(md))
 	}
-	return span
+	return ctx
+}
+
+// md returns msg's metadata, made if nil.
+func md(msg *message.Message) message.Metadata {
+	if msg.Metadata == nil {
+		msg.Metadata = make(message.Metadata)
+	}
+	return msg.Metadata
 }
 
 // endSpans ends the producer spans of one Publish call, recording err.

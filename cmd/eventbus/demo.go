@@ -35,6 +35,11 @@ The demo runs on an embedded Redis unless --redis-url or REDIS_URL is set.
 On a real Redis it uses a fresh prefix ("demo-<hex>:"), deleted at the end
 unless --keep is given; --prefix picks one (never deleted).
 
+With POSTGRES_URL set, the api service writes each upload as a photos row and
+its photo.uploaded event in one PostgreSQL transaction (the transactional
+outbox, docs/outbox.md), forwarded to the bus by a forwarder in the api
+process; without, it publishes directly. The first lines say which.
+
 It exits 1 if the pipeline does not finish within --timeout.`,
 		Example: `  # embedded Redis: nothing to set up
   eventbus demo
@@ -50,7 +55,7 @@ It exits 1 if the pipeline does not finish within --timeout.`,
 			if scale <= 0 || scale > 4 {
 				return usagef("invalid --scale %g: use a factor above 0, at most 4", scale)
 			}
-			opts := demo.Options{Timeout: timeout, KeepStreams: keep, ImageScale: scale}
+			opts := demo.Options{Timeout: timeout, KeepStreams: keep, ImageScale: scale, PostgresURL: strings.TrimSpace(os.Getenv("POSTGRES_URL"))}
 			if g.url != "" || strings.TrimSpace(os.Getenv("REDIS_URL")) != "" {
 				if _, err := g.config(); err != nil {
 					return err

@@ -185,6 +185,7 @@ JSON).`,
 		newServeCmd(g),
 		newBenchCmd(g),
 		newDemoCmd(g),
+		newOutboxCmd(g),
 	)
 	return root
 }

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/rediskeys"
+	"github.com/shared-infra/eventbus/outbox"
 	"github.com/shared-infra/eventbus/photo"
 	"github.com/shared-infra/eventbus/router"
 )
@@ -54,6 +56,11 @@ type Options struct {
 	ImageScale float64
 	// Logger receives the services' logs. Nil logs nothing.
 	Logger watermill.LoggerAdapter
+	// PostgresURL, when set, makes the api service write each upload as a
+	// photos row and its photo.uploaded event in one transaction (package
+	// outbox), forwarded to the bus by a Forwarder in the api process. Empty:
+	// the api publishes directly.
+	PostgresURL string
 }
 
 // Summary is what a run did.
@@ -76,6 +83,9 @@ type Summary struct {
 	Redis string
 	// StreamPrefix is the prefix the run used.
 	StreamPrefix string
+	// Mode says how the api service published the uploads (direct, or
+	// through the outbox).
+	Mode string
 }
 
 func (o *Options) setDefaults() (generated bool) {
@@ -155,7 +165,12 @@ func Run(ctx context.Context, w io.Writer, opts Options) (Summary, error) {
 	if err := p.start(ctx, store, uploads, w); err != nil {
 		return sum, err
 	}
+	defer p.closeUploads()
+	if sum.Mode, err = p.startUploads(ctx); err != nil {
+		return sum, err
+	}
 	fmt.Fprintf(w, "eventbus demo on %s, stream prefix %q\n", sum.Redis, opts.StreamPrefix)
+	fmt.Fprintf(w, "uploads: %s\n", sum.Mode)
 	fmt.Fprintf(w, "services: api (publishes uploads), worker (%s), notifier (%s, %s), trace (listens on photo.>)\n",
 		photo.HandlerWorker, photo.HandlerNotifyCompleted, photo.HandlerNotifyFailed)
 	fmt.Fprintf(w, "uploading %d photos\n\n", len(uploads))
@@ -213,6 +228,11 @@ type pipeline struct {
 	api    *bus.Bus
 	apiPub message.Publisher
 	trace  *tracer
+
+	uploads   *photo.Uploads // outbox.go
+	db        *sql.DB
+	tables    []string
+	forwarder *outbox.Forwarder
 }
 
 // subscriberConfig is the subscriber template of every router. On the
@@ -299,10 +319,10 @@ func (p *pipeline) upload(ctx context.Context, store photo.Store, u upload) erro
 	if err := store.Put(ctx, key, bytes.NewReader(u.data)); err != nil {
 		return fmt.Errorf("demo: store %s: %w", u.filename, err)
 	}
-	_, err := bus.Publish(ctx, p.apiPub, photo.TypeUploaded, photo.Uploaded{
+	_, err := p.uploads.Upload(ctx, photo.Uploaded{
 		PhotoID: u.id, OwnerID: u.owner, Key: key, Filename: u.filename,
 		ContentType: u.contentType, Size: int64(len(u.data)),
-	}, bus.WithSubject(u.id))
+	})
 	if err != nil {
 		return fmt.Errorf("demo: publish the upload of %s: %w", u.filename, err)
 	}
