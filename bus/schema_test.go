@@ -186,3 +186,20 @@ func TestRedriveGoesThroughTheSchema(t *testing.T) {
 	assert.Equal(t, int64(1), left, "the dead letter stays")
 	assert.Zero(t, b.Client().XLen(ctx, b.Config().StreamKey("order.placed")).Val(), "nothing written")
 }
+
+// BenchmarkPublishKnownTypeWithSchema is BenchmarkPublishKnownType for a type
+// with a JSON Schema: the cached latest version checks every event.
+func BenchmarkPublishKnownTypeWithSchema(b *testing.B) {
+	bb := newTestBus(b)
+	_, err := bb.Schemas().Put(context.Background(), "bench.schema", []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string"},"size":{"type":"integer"}}}`))
+	require.NoError(b, err)
+	pub := bb.Publisher()
+	payload := []byte(`{"photoId":"p1","size":42}`)
+	require.NoError(b, pub.Publish("bench.schema", message.NewMessage(watermill.NewUUID(), payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := pub.Publish("bench.schema", message.NewMessage(watermill.NewUUID(), payload)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -76,7 +76,8 @@ func TestIngressPublisherRoundTrip(t *testing.T) {
 	assert.Equal(t, map[string]string{
 		"id": "rt-2", "type": "photo.uploaded", "specversion": "1.0", "source": "/fallback",
 		"datacontenttype": "application/octet-stream", "time": "2024-01-02T03:04:05Z",
-		"data": string(raw),
+		"correlationid": "rt-2", // the one publish path: an event that starts a chain is its own correlation
+		"data":          string(raw),
 	}, fields(t, xs[1]))
 
 	push := e.entries(e.pushKey())
