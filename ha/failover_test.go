@@ -5,6 +5,7 @@ package ha_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -247,11 +248,15 @@ func TestSentinelFailover(t *testing.T) {
 		{"kill -9 primary", true, func(t *testing.T, tp *topology) {
 			primary := splitFirst(tp.env["REDIS_SENTINEL_NODES"])
 			tp.kill9(primary)
-			// Bring it back (empty) once the replica is promoted: Sentinel
-			// makes it a replica of the new primary, so WAIT 1 can be met again.
+			// Bring it back (empty) once every sentinel names the replica
+			// as the primary: Sentinel makes it a replica of the new
+			// primary, so WAIT 1 can be met again. Restarting it as soon as
+			// the replica reports role:master (before the sentinels switch)
+			// made it a second, empty primary for clients that asked a
+			// sentinel meanwhile: see docs/reliability.md.
 			go func() {
 				replica := splitSecond(tp.env["REDIS_SENTINEL_NODES"])
-				for i := 0; i < 400 && roleOf(replica) != "master"; i++ {
+				for i := 0; i < 400 && !sentinelsName(tp, replica); i++ {
 					time.Sleep(50 * time.Millisecond)
 				}
 				tp.restart(primary, false)
@@ -333,4 +338,18 @@ func clusterTopic(t *testing.T, cc *redis.ClusterClient, b *bus.Bus, master stri
 	}
 	t.Fatalf("no type %s<n> has its stream on %s", topic, master)
 	return ""
+}
+
+// sentinelsName reports whether every sentinel of tp answers
+// GET-MASTER-ADDR-BY-NAME with addr.
+func sentinelsName(tp *topology, addr string) bool {
+	for _, sa := range strings.Split(tp.env["REDIS_SENTINEL_ADDRS"], ",") {
+		c := newPlain(sa)
+		got, err := c.Do(context.Background(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", tp.env["REDIS_SENTINEL_MASTER"]).StringSlice()
+		c.Close()
+		if err != nil || len(got) != 2 || got[0]+":"+got[1] != addr {
+			return false
+		}
+	}
+	return true
 }
