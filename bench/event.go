@@ -43,8 +43,10 @@ var payload = []byte(`{"photoId":"p-0123456789abcdef","userId":"u-4242","album":
 // event of type typ published without extra attributes: the six CloudEvents
 // attributes it sets and the data (TestFieldsMatchBus checks this).
 func busFields(typ string) []any {
+	id := watermill.NewUUID()
 	return []any{
-		bus.AttrID, watermill.NewUUID(),
+		bus.AttrID, id,
+		bus.AttrCorrelationID, id, // the bus sets it on every event (a new correlation)
 		bus.AttrType, typ,
 		bus.AttrSource, service,
 		bus.AttrSpecVersion, bus.SpecVersion,

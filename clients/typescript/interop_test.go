@@ -184,7 +184,7 @@ func TestNodePublishesGoRouterHandles(t *testing.T) {
 	b, prefix := newBus(t)
 	cfg := routertest.FastConfig()
 	cfg.Retry.MaxAttempts = 1
-	cfg.Schemas = map[string][]byte{"photo.resized": []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string"}}}`)}
+	require.NoError(t, b.Schemas().Register(t.Context(), map[string][]byte{"photo.resized": []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string"}}}`)}))
 	r, err := router.New(b, cfg, nil)
 	require.NoError(t, err)
 	type seen struct {
