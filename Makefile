@@ -19,9 +19,9 @@ test: ts-build
 	scripts/with-redis.sh $(GO) test $(TESTFLAGS) ./...
 	$(MAKE) test-ts
 
-## ts-build: install (npm ci, when node_modules is missing) and build the TypeScript client
+## ts-build: install (npm ci, when node_modules is missing or older than the lockfile) and build the TypeScript client
 ts-build:
-	cd clients/typescript && { [ -d node_modules ] || npm ci --no-audit --no-fund; } && npm run build
+	cd clients/typescript && { [ node_modules/.package-lock.json -nt package-lock.json ] || npm ci --no-audit --no-fund; } && npm run build
 
 ## test-ts: the TypeScript client's own tests (node --test) against a real Redis
 test-ts: ts-build

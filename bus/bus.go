@@ -20,8 +20,11 @@ type Bus struct {
 	ownClient bool
 	logger    watermill.LoggerAdapter
 	pub       *Publisher
+	schemas   *SchemaRegistry
 	watcher   *registryWatcher
-	mover     *mover // nil when Config.SchedulePollInterval is -1
+	mover     *mover    // nil when Config.SchedulePollInterval is -1
+	trimmer   *periodic // nil when Retention.TrimInterval is -1
+	discovery *periodic // nil when Config.DiscoveryInterval is -1
 	dlqFailed *failedReasons
 
 	mu     sync.Mutex
@@ -49,10 +52,17 @@ func New(cfg Config, logger watermill.LoggerAdapter) (*Bus, error) {
 		b.client = c
 		b.ownClient = true
 	}
-	b.pub = newPublisher(cfg, b.client, logger)
+	b.schemas = newSchemaRegistry(cfg, b.client, logger)
+	b.pub = newPublisher(cfg, b.client, logger, b.schemas)
 	b.watcher = newRegistryWatcher(b.client, cfg.RegistryKey(), logger)
 	if cfg.SchedulePollInterval > 0 {
 		b.mover = startMover(b)
+	}
+	if cfg.Retention.TrimInterval > 0 {
+		b.trimmer = startTrimmer(b)
+	}
+	if cfg.DiscoveryInterval > 0 {
+		b.discovery = startDiscovery(b)
 	}
 	return b, nil
 }
@@ -66,7 +76,9 @@ func (b *Bus) Client() redis.UniversalClient { return b.client }
 // Logger returns the bus's logger.
 func (b *Bus) Logger() watermill.LoggerAdapter { return b.logger }
 
-// Publisher returns the bus's publisher (a message.Publisher).
+// Publisher returns the bus's publisher (a message.Publisher): the one path
+// into the bus. The router's Publisher, the gateway's ingress, the CLI and
+// dead-letter redrive all publish through it.
 func (b *Bus) Publisher() *Publisher { return b.pub }
 
 // Ping checks that Redis answers.
@@ -125,6 +137,11 @@ func (b *Bus) Close() error {
 	if b.mover != nil {
 		b.mover.stop()
 	}
+	for _, p := range []*periodic{b.trimmer, b.discovery} {
+		if p != nil {
+			p.stop()
+		}
+	}
 	// All at once: each drains its in-flight messages and waits up to one
 	// BlockTime for its reader, so 60 subscribers close in about the time
 	// of the slowest one rather than the sum.
@@ -136,6 +153,7 @@ func (b *Bus) Close() error {
 	wg.Wait()
 	errs = append(errs, b.pub.Close())
 	b.watcher.close()
+	b.schemas.cache.close()
 	if b.ownClient {
 		errs = append(errs, b.client.Close())
 	}

@@ -9,24 +9,27 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults for Config and SubscriberConfig. A zero field takes its default.
 const (
-	DefaultStreamPrefix   = "events:"
-	DefaultMaxEventSize   = 1 << 20 // 1 MiB
-	DefaultMaxLen         = 100_000
-	DefaultContentType    = "application/json"
-	DefaultBatchSize      = 100
-	DefaultConcurrency    = 1
-	DefaultBlockTime      = 250 * time.Millisecond
-	DefaultClaimInterval  = 10 * time.Second
-	DefaultClaimMinIdle   = 30 * time.Second
-	DefaultResyncInterval = 5 * time.Second
-	DefaultCloseTimeout   = 30 * time.Second
-	DefaultNackDelay      = 100 * time.Millisecond
-	DefaultStartFrom      = "0"
-	DefaultHeartbeatTTL   = 2 * time.Second
+	DefaultStreamPrefix       = "events:"
+	DefaultMaxEventSize       = 1 << 20 // 1 MiB
+	DefaultMaxLen             = 1_000_000
+	DefaultContentType        = "application/json"
+	DefaultBatchSize          = 100
+	DefaultConcurrency        = 1
+	DefaultBlockTime          = 250 * time.Millisecond
+	DefaultClaimInterval      = 10 * time.Second
+	DefaultClaimMinIdle       = 30 * time.Second
+	DefaultResyncInterval     = 5 * time.Second
+	DefaultCloseTimeout       = 30 * time.Second
+	DefaultNackDelay          = 100 * time.Millisecond
+	DefaultStartFrom          = "0"
+	defaultMaxReadBackoff     = 5 * time.Second
+	defaultInitialReadBackoff = 50 * time.Millisecond
+	DefaultHeartbeatTTL       = 2 * time.Second
 )
 
 // Config configures a Bus: what every publisher and subscriber made from it
@@ -79,17 +82,66 @@ type Config struct {
 	// Durability, when its Replicas is set, makes every publish wait (Redis
 	// WAIT) until that many replicas have its entries; see Durability.
 	Durability Durability
+
+	// SchemaResyncInterval bounds how long a Bus keeps using the schema
+	// version it last read for a type: a new version stored by any process
+	// is used at once when its announcement arrives, and at the latest this
+	// long after. Default DefaultSchemaResyncInterval.
+	SchemaResyncInterval time.Duration
+
+	// TracerProvider records spans: "publish <type>" (producer) for every
+	// event published, and the router's "process <type>" (consumer) for every
+	// attempt of a handler. Nil records none; trace context and the
+	// correlation/causation ids still propagate from event to event.
+	TracerProvider trace.TracerProvider
+
+	// DiscoveryInterval is how often the bus sweeps Redis for streams under
+	// StreamPrefix that are missing from the type registry (SCAN ... TYPE
+	// stream, on every master of a cluster): streams written by a plain XADD
+	// of a non-Go producer, or a registry Redis lost. Each one found is added
+	// to the registry and announced, so pattern subscriptions pick it up
+	// within DiscoveryInterval plus their reaction to the announcement. Of
+	// all buses on one prefix, one sweeps per interval. Default
+	// DefaultDiscoveryInterval (30s, six times DefaultResyncInterval); -1
+	// runs no sweep in this bus.
+	DiscoveryInterval time.Duration
 }
 
-// Retention says how streams are trimmed on every publish ("~", approximate,
-// which is what makes trimming cheap in Redis).
+// Retention says how long streams keep their entries. Acking never frees
+// memory; trimming does, in two ways:
+//
+//   - The bus's trimmer (see Bus.Trim), every TrimInterval, trims each stream
+//     to KeepLen entries (or KeepAge), but never past what a consumer group
+//     still needs: its oldest pending entry, else the entry after the last
+//     one delivered to it. A lagging group makes its streams longer; nothing
+//     it has not read is trimmed.
+//   - MaxLen (or MaxAge) is the hard cap that guards memory, applied on every
+//     XADD (MAXLEN ~ or MINID ~), read or not. What a cap, or anyone's XTRIM,
+//     removes before a group read it is counted per group and stream
+//     (Bus.Losses), logged as an error and shown by package observe and
+//     `eventbus stats`: never silent.
 type Retention struct {
-	// MaxLen keeps about this many entries per stream (XADD MAXLEN ~).
-	// Default DefaultMaxLen; -1 means no length limit.
+	// MaxLen is the hard cap on a stream's length (XADD MAXLEN ~ on every
+	// publish). Default DefaultMaxLen (1,000,000); -1 means no length cap.
 	MaxLen int64
-	// MaxAge, when set, trims entries older than this instead (XADD MINID ~)
-	// and MaxLen is ignored.
+	// MaxAge, when set, is the hard cap by age instead (XADD MINID ~), and
+	// MaxLen is ignored.
 	MaxAge time.Duration
+
+	// KeepLen is the length the trimmer trims a stream to when no group
+	// needs more. Default DefaultKeepLen (100,000), or MaxLen if that is
+	// smaller; -1 means the trimmer trims nothing by length (streams grow
+	// to the cap).
+	KeepLen int64
+	// KeepAge, when set, makes the trimmer trim entries older than this
+	// (once no group needs them) instead, and KeepLen is ignored.
+	KeepAge time.Duration
+	// TrimInterval is how often the bus's trimmer makes a retention pass
+	// (loss accounting, then the reader-safe trim). Of all buses on one
+	// prefix, one makes each interval's pass. Default DefaultTrimInterval
+	// (10s); -1 runs no trimmer in this bus: then losses are only counted,
+	// and streams only trimmed below the caps, by another bus or Bus.Trim.
+	TrimInterval time.Duration
 }
 
 func (c *Config) setDefaults() {
@@ -102,6 +154,18 @@ func (c *Config) setDefaults() {
 	if c.Retention.MaxLen == 0 {
 		c.Retention.MaxLen = DefaultMaxLen
 	}
+	if c.Retention.KeepLen == 0 && c.Retention.KeepAge == 0 {
+		c.Retention.KeepLen = DefaultKeepLen
+		if c.Retention.MaxAge == 0 && c.Retention.MaxLen > 0 && c.Retention.MaxLen < DefaultKeepLen {
+			c.Retention.KeepLen = c.Retention.MaxLen
+		}
+	}
+	if c.Retention.TrimInterval == 0 {
+		c.Retention.TrimInterval = DefaultTrimInterval
+	}
+	if c.DiscoveryInterval == 0 {
+		c.DiscoveryInterval = DefaultDiscoveryInterval
+	}
 	if c.DefaultContentType == "" {
 		c.DefaultContentType = DefaultContentType
 	}
@@ -110,6 +174,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.SchedulePollInterval == 0 {
 		c.SchedulePollInterval = DefaultSchedulePollInterval
+	}
+	if c.SchemaResyncInterval == 0 {
+		c.SchemaResyncInterval = DefaultSchemaResyncInterval
 	}
 	c.Durability.setDefaults()
 }
@@ -147,11 +214,30 @@ func (c Config) Validate() error {
 	if c.Retention.MaxAge < 0 {
 		errs = append(errs, fmt.Errorf("Retention.MaxAge %s must not be negative", c.Retention.MaxAge))
 	}
+	if c.Retention.KeepLen < -1 {
+		errs = append(errs, fmt.Errorf("Retention.KeepLen %d: use a positive length, 0 for the default or -1 for no length target", c.Retention.KeepLen))
+	} else if c.Retention.KeepLen > 0 && c.Retention.MaxAge == 0 && c.Retention.MaxLen > 0 && c.Retention.KeepLen > c.Retention.MaxLen {
+		errs = append(errs, fmt.Errorf("Retention.KeepLen %d exceeds the cap Retention.MaxLen %d: keep at most the cap", c.Retention.KeepLen, c.Retention.MaxLen))
+	}
+	if c.Retention.KeepAge < 0 {
+		errs = append(errs, fmt.Errorf("Retention.KeepAge %s must not be negative", c.Retention.KeepAge))
+	} else if c.Retention.KeepAge > 0 && c.Retention.MaxAge > 0 && c.Retention.KeepAge > c.Retention.MaxAge {
+		errs = append(errs, fmt.Errorf("Retention.KeepAge %s exceeds the cap Retention.MaxAge %s: keep at most the cap", c.Retention.KeepAge, c.Retention.MaxAge))
+	}
+	if c.Retention.TrimInterval < -1 || (c.Retention.TrimInterval > 0 && c.Retention.TrimInterval < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("Retention.TrimInterval %s: use at least 1ms, or -1 for no trimmer in this bus", c.Retention.TrimInterval))
+	}
+	if c.DiscoveryInterval < -1 || (c.DiscoveryInterval > 0 && c.DiscoveryInterval < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("DiscoveryInterval %s: use at least 1ms, or -1 for no discovery sweep in this bus", c.DiscoveryInterval))
+	}
 	if c.MaxDelay < -1 {
 		errs = append(errs, fmt.Errorf("MaxDelay %s: use a positive duration, 0 for the default or -1 for no limit", c.MaxDelay))
 	}
 	if c.SchedulePollInterval < -1 || (c.SchedulePollInterval > 0 && c.SchedulePollInterval < time.Millisecond) {
 		errs = append(errs, fmt.Errorf("SchedulePollInterval %s: use at least 1ms, or -1 for no mover", c.SchedulePollInterval))
+	}
+	if c.SchemaResyncInterval < 0 || (c.SchemaResyncInterval > 0 && c.SchemaResyncInterval < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("SchemaResyncInterval %s must be at least 1ms", c.SchemaResyncInterval))
 	}
 	errs = append(errs, c.Durability.validate()...)
 	if len(errs) == 0 {

@@ -28,7 +28,10 @@ func IsTransient(err error) bool {
 	var re redis.Error
 	if errors.As(err, &re) {
 		msg := re.Error()
-		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY ", "READONLY", "OOM", "ERR max number of clients"} {
+		for _, p := range []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "BUSY ", "READONLY", "OOM", "ERR max number of clients",
+			// Failing over: a blocked read ended by the failover, and
+			// redirects left after the cluster client's own retries.
+			"UNBLOCKED", "MOVED ", "ASK "} {
 			if strings.HasPrefix(msg, p) {
 				return true
 			}

@@ -156,6 +156,9 @@ func (sub *subscription) addStreams(ctx context.Context, types []string, start s
 			return err
 		}
 		key := sub.s.bus.StreamKey(t)
+		if err == nil { // a new group: loss accounting starts now (retention.go)
+			baselineGroup(ctx, sub.s.client, sub.s.bus, key, sub.s.cfg.ConsumerGroup)
+		}
 		if !sub.known[key] {
 			sub.known[key] = true
 			sub.streams = append(sub.streams, key)
@@ -373,6 +376,7 @@ func (sub *subscription) recreateGroups(ctx context.Context) {
 		default:
 			sub.s.logger.Error("Consumer group was gone; re-created", nil, watermill.LogFields{
 				"stream": k, "start_after": start, "position_known": known, "held_entries": len(held[k])})
+			baselineGroup(ctx, sub.s.client, sub.s.bus, k, cfg.ConsumerGroup)
 		}
 		if ids := held[k]; len(ids) > 0 {
 			args := make([]any, 0, len(ids)+7)

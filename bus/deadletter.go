@@ -66,12 +66,13 @@ type DeadLetterInfo struct {
 type DeadLetterQueue struct {
 	cfg    Config
 	client redis.UniversalClient
+	pub    *Publisher     // redrive publishes through it
 	failed *failedReasons // shared by the bus's queues; nil: none kept
 }
 
 // DeadLetters returns the bus's dead-letter queue.
 func (b *Bus) DeadLetters() *DeadLetterQueue {
-	return &DeadLetterQueue{cfg: b.cfg, client: b.client, failed: b.dlqFailed}
+	return &DeadLetterQueue{cfg: b.cfg, client: b.client, pub: b.pub, failed: b.dlqFailed}
 }
 
 // failedReasons remembers, per entry and consumer group, the reason of a
@@ -294,14 +295,12 @@ func (q *DeadLetterQueue) Redrive(ctx context.Context, f RedriveFilter) (int, er
 			if ValidateType(d.Topic) != nil {
 				continue // not an event stream (should not happen); leave it
 			}
-			fields := make([]any, 0, 2*len(d.Fields)+2)
-			for k, v := range d.Fields {
-				fields = append(fields, k, v)
-			}
+			var extra []any
 			if d.Group != "" {
-				fields = append(fields, AttrRedriveGroup, d.Group)
+				extra = []any{AttrRedriveGroup, d.Group}
 			}
-			if err := q.client.XAdd(ctx, &redis.XAddArgs{Stream: q.cfg.StreamKey(d.Topic), Values: fields}).Err(); err != nil {
+			// Through the bus publisher's checks (schema included).
+			if err := q.pub.republish(ctx, d.Topic, d.Fields, extra...); err != nil {
 				return moved, fmt.Errorf("redrive %s to %s: %w", d.ID, d.Topic, err)
 			}
 			if err := q.client.XDel(ctx, q.cfg.DeadLetterKey(), d.ID).Err(); err != nil {

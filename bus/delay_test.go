@@ -29,6 +29,7 @@ func TestDelayedEventsMovedExactlyOnceByThreeBusesAndNeverEarly(t *testing.T) {
 	buses := []*bus.Bus{busOn(t, prefix, 10*time.Millisecond), busOn(t, prefix, 10*time.Millisecond), busOn(t, prefix, 10*time.Millisecond)}
 	ctx := ctxT(t)
 	const n = 2000
+	const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	due := make(map[string]int64, n) // event id -> due Unix ms
 	start := time.Now()
 	for batch := 0; batch < n/100; batch++ {
@@ -37,6 +38,7 @@ func TestDelayedEventsMovedExactlyOnceByThreeBusesAndNeverEarly(t *testing.T) {
 			at := start.Add(200*time.Millisecond + time.Duration((batch*100+i)%1500)*time.Millisecond)
 			m, err := bus.NewMessage(ctx, map[string]int{"i": batch*100 + i}, bus.WithDeliverAt(at), bus.WithCorrelationID("corr-1"))
 			require.NoError(t, err)
+			m.Metadata.Set(bus.AttrTraceParent, traceParent)
 			msgs[i] = m
 			due[m.UUID] = at.UnixMilli()
 		}
@@ -57,6 +59,7 @@ func TestDelayedEventsMovedExactlyOnceByThreeBusesAndNeverEarly(t *testing.T) {
 		// The stream id is the Redis server's clock at XADD: never before due.
 		assert.GreaterOrEqual(t, streamMS(t, m.Metadata.Get(bus.MetaStreamID)), d, "event %s written early", m.UUID)
 		assert.Equal(t, "corr-1", m.Metadata.Get(bus.AttrCorrelationID))
+		assert.Equal(t, traceParent, m.Metadata.Get(bus.AttrTraceParent), "the trace context is kept")
 	}
 	// Moved once each: the stream holds exactly n entries and nothing is left.
 	l, err := buses[0].Client().XLen(ctx, buses[0].Config().StreamKey("delay.many")).Result()

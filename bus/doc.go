@@ -8,9 +8,13 @@
 //
 // # Publishing
 //
-// Publisher validates (type name, size, JSON data) and enriches (id, source,
-// time, specversion) every event before writing it; a call with several
-// events is one pipeline and writes nothing if any event is invalid.
+// Publisher is the one publish path: the router, the gateway's ingress, the
+// CLI and dead-letter redrive all publish through it. It validates (type
+// name, size, JSON data, the type's JSON Schema from the SchemaRegistry) and
+// enriches (id, source, time, specversion, dataschema; correlationid,
+// causationid and trace context from the message's context) every event
+// before writing it; a call with several events is one pipeline and writes
+// nothing if any event is invalid. See docs/schemas.md.
 //
 // # Subscribing
 //

@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"mime"
@@ -12,80 +13,47 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Publisher writes events to their streams. It implements message.Publisher:
 // the topic is the event type. Publish is safe for concurrent use.
 //
+// It is the one publish path of the bus: the router's Publisher, the
+// gateway's ingress, the CLI and dead-letter redrive all go through it.
 // Before writing, it enriches each message (id, type, source, specversion,
-// time, datacontenttype) and validates it (type name, size, JSON data, known
-// attributes); if any message of a call is invalid, nothing is written. A
-// call with several messages sends them in one pipeline (one round trip).
-// The first publish of a type by this process also records the type in the
-// registry that wildcard subscriptions follow, in the same round trip.
+// time, datacontenttype; correlationid, causationid and W3C trace context
+// from the message's context, with a "publish <type>" span when
+// Config.TracerProvider is set) and validates it (type name, size, JSON data,
+// known attributes, and the latest JSON Schema of the type in the bus's
+// SchemaRegistry, whose version it names in dataschema); if any message of a
+// call is invalid, nothing is written. A call with several messages sends
+// them in one pipeline (one round trip). The first publish of a type by this
+// process also records the type in the registry that wildcard subscriptions
+// follow, in the same round trip.
 type Publisher struct {
-	cfg    Config
-	client redis.UniversalClient
-	logger watermill.LoggerAdapter
+	cfg     Config
+	client  redis.UniversalClient
+	logger  watermill.LoggerAdapter
+	schemas *SchemaRegistry
+	tracer  *tracer
 
 	known  sync.Map // event type -> struct{}: types already in the registry
 	closed atomic.Bool
-	hooks  atomic.Pointer[[]*PublishHook] // copy on write
-}
-
-// PublishHook is told the outcome of every Publish call of a Publisher: the
-// topic as given, how many events the call carried, and the error it
-// returned (nil: all of them were written). It runs on the publishing
-// goroutine after the write; it must be quick and must not publish.
-type PublishHook func(topic string, events int, err error)
-
-// OnPublish adds h to the hooks called after every Publish call (including
-// calls that fail validation; not calls with no message) and returns a
-// function that removes it. It is how package observe counts every publish
-// of the bus, however it is made. Safe for concurrent use with Publish.
-func (p *Publisher) OnPublish(h PublishHook) (remove func()) {
-	entry := &h // identity of this registration
-	p.updateHooks(func(hs []*PublishHook) []*PublishHook { return append(hs, entry) })
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			p.updateHooks(func(hs []*PublishHook) []*PublishHook {
-				out := hs[:0:0]
-				for _, e := range hs {
-					if e != entry {
-						out = append(out, e)
-					}
-				}
-				return out
-			})
-		})
-	}
-}
-
-func (p *Publisher) updateHooks(change func([]*PublishHook) []*PublishHook) {
-	for {
-		old := p.hooks.Load()
-		var hs []*PublishHook
-		if old != nil {
-			hs = append(hs, *old...)
-		}
-		hs = change(hs)
-		if p.hooks.CompareAndSwap(old, &hs) {
-			return
-		}
-	}
+	counts publishCounts
 }
 
 var _ message.Publisher = (*Publisher)(nil)
 
-func newPublisher(cfg Config, client redis.UniversalClient, logger watermill.LoggerAdapter) *Publisher {
-	return &Publisher{cfg: cfg, client: client, logger: logger}
+func newPublisher(cfg Config, client redis.UniversalClient, logger watermill.LoggerAdapter, schemas *SchemaRegistry) *Publisher {
+	return &Publisher{cfg: cfg, client: client, logger: logger, schemas: schemas, tracer: newTracer(cfg.TracerProvider)}
 }
 
 // Publish validates, enriches and writes msgs as events of type topic. It
 // takes its context from the first message (msg.Context()), as Watermill
-// publishers do. On success every message's metadata holds the attributes
-// that were written.
+// publishers do; each message's own context gives its trace and
+// correlation (see WithParent). On success every message's metadata holds
+// the attributes that were written.
 func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 	if len(msgs) == 0 {
 		if p.closed.Load() {
@@ -93,12 +61,22 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 		return nil
 	}
-	err := p.publish(topic, msgs)
-	if hs := p.hooks.Load(); hs != nil {
-		for _, h := range *hs {
-			(*h)(topic, len(msgs), err)
+	var spans []trace.Span
+	if ValidateType(topic) == nil && !p.closed.Load() {
+		spans = make([]trace.Span, len(msgs))
+		for i, msg := range msgs {
+			if msg.UUID == "" {
+				msg.UUID = watermill.NewUUID()
+			}
+			if msg.Metadata == nil {
+				msg.Metadata = make(message.Metadata)
+			}
+			spans[i] = p.tracer.enrich(msg.Context(), topic, msg)
 		}
 	}
+	err := p.publish(topic, msgs)
+	endSpans(spans, err)
+	p.counts.record(topic, len(msgs), err)
 	return err
 }
 
@@ -113,11 +91,15 @@ func (p *Publisher) publish(topic string, msgs []*message.Message) error {
 	if err != nil {
 		return err
 	}
+	sch, err := p.schemas.cache.latest(msgs[0].Context(), topic)
+	if err != nil {
+		return fmt.Errorf("%d event(s) of %s not published, nothing written: %w", len(msgs), topic, err)
+	}
 	now := time.Now().UTC().Format(time.RFC3339Nano) // once per call, not per event
 	fields := make([][]any, len(msgs))
 	addressed := false
 	for i, msg := range msgs {
-		f, err := p.prepare(topic, msg, now)
+		f, err := p.prepare(topic, msg, now, sch)
 		if err != nil {
 			return fmt.Errorf("event %d of %d (id %s) not published, nothing written: %w", i+1, len(msgs), msg.UUID, err)
 		}
@@ -127,7 +109,14 @@ func (p *Publisher) publish(topic string, msgs []*message.Message) error {
 	if dues != nil {
 		return p.publishDelayed(topic, msgs, fields, dues)
 	}
-	ctx := msgs[0].Context()
+	return p.write(msgs[0].Context(), topic, msgs, fields, addressed)
+}
+
+// write writes prepared events (fields[i] is msgs[i]'s stream fields) to
+// the stream of topic, with the push-stream copy of addressed ones and the
+// type's registration on its first publish. It is the one place where
+// entries are written for Publish.
+func (p *Publisher) write(ctx context.Context, topic string, msgs []*message.Message, fields [][]any, addressed bool) error {
 	key := p.cfg.StreamKey(topic)
 	_, registered := p.known.Load(topic)
 	if len(msgs) == 1 && registered && !addressed && !p.durable() {
@@ -172,7 +161,8 @@ func (p *Publisher) xaddArgs(key string, fields []any) *redis.XAddArgs {
 }
 
 // prepare enriches msg in place and returns the stream fields to write.
-func (p *Publisher) prepare(topic string, msg *message.Message, now string) ([]any, error) {
+// sch is the type's latest schema (nil: none).
+func (p *Publisher) prepare(topic string, msg *message.Message, now string, sch *compiledSchema) ([]any, error) {
 	if msg.UUID == "" {
 		msg.UUID = watermill.NewUUID()
 	}
@@ -210,6 +200,9 @@ func (p *Publisher) prepare(topic string, msg *message.Message, now string) ([]a
 	if len(msg.Payload) > 0 && IsJSONContentType(md[AttrDataContentType]) && !json.Valid(msg.Payload) {
 		return nil, fmt.Errorf("%w: data is not valid JSON but datacontenttype is %q", ErrInvalidData, md[AttrDataContentType])
 	}
+	if err := applySchema(topic, md, msg.Payload, sch); err != nil {
+		return nil, err
+	}
 	size := len(FieldData) + len(msg.Payload)
 	fields := make([]any, 0, 2*len(md)+2)
 	for k, v := range md {
@@ -226,6 +219,27 @@ func (p *Publisher) prepare(topic string, msg *message.Message, now string) ([]a
 		return nil, fmt.Errorf("%w: %d bytes (data %d bytes) exceeds the limit of %d bytes", ErrEventTooLarge, size, len(msg.Payload), p.cfg.MaxEventSize)
 	}
 	return append(fields, FieldData, []byte(msg.Payload)), nil
+}
+
+// applySchema validates data against sch and names its version in
+// dataschema. A dataschema of the bus's form (SchemaURI) is the publisher's
+// to set: without a schema it is removed; another value (a URL a producer
+// chose) is kept when the type has no schema.
+func applySchema(topic string, md message.Metadata, data []byte, sch *compiledSchema) error {
+	if sch == nil {
+		if _, _, ours := ParseSchemaURI(md.Get(AttrDataSchema)); ours {
+			delete(md, AttrDataSchema)
+		}
+		return nil
+	}
+	if !IsJSONContentType(md[AttrDataContentType]) {
+		return fmt.Errorf("%w: %w: %s has a JSON Schema (%s), so its datacontenttype must be JSON, not %q", ErrInvalidData, ErrSchemaViolation, topic, sch.uri, md[AttrDataContentType])
+	}
+	if err := sch.validate(topic, data); err != nil {
+		return err
+	}
+	md[AttrDataSchema] = sch.uri
+	return nil
 }
 
 // IsAddressed reports whether msg is addressed to browsers: to a room, a
@@ -252,5 +266,49 @@ func IsJSONContentType(ct string) bool {
 // never closes the Redis client. Safe to call more than once.
 func (p *Publisher) Close() error {
 	p.closed.Store(true)
+	return nil
+}
+
+// republish writes a stored event (its stream fields, as read back) to the
+// stream of topic through the checks of Publish — the type's current
+// schema included, whose version replaces its dataschema — with extra
+// fields appended (redrive's AttrRedriveGroup). It writes no push-stream
+// copy and registers no type: the event was delivered before.
+func (p *Publisher) republish(ctx context.Context, topic string, stored map[string]string, extra ...any) error {
+	if p.closed.Load() {
+		return ErrClosed
+	}
+	if err := ValidateType(topic); err != nil {
+		return err
+	}
+	msg := message.NewMessage(stored[AttrID], []byte(stored[FieldData]))
+	for k, v := range stored {
+		if k != FieldData {
+			msg.Metadata[k] = v
+		}
+	}
+	if msg.UUID == "" {
+		msg.UUID = watermill.NewUUID()
+	}
+	msg.SetContext(ctx)
+	span := p.tracer.enrich(ctx, topic, msg)
+	err := p.republishPrepared(ctx, topic, msg, extra)
+	endSpans([]trace.Span{span}, err)
+	return err
+}
+
+func (p *Publisher) republishPrepared(ctx context.Context, topic string, msg *message.Message, extra []any) error {
+	sch, err := p.schemas.cache.latest(ctx, topic)
+	if err != nil {
+		return err
+	}
+	f, err := p.prepare(topic, msg, time.Now().UTC().Format(time.RFC3339Nano), sch)
+	if err != nil {
+		return fmt.Errorf("event %s not republished to %s: %w", msg.UUID, topic, err)
+	}
+	key := p.cfg.StreamKey(topic)
+	if err := p.client.XAdd(ctx, p.xaddArgs(key, append(f, extra...))).Err(); err != nil {
+		return fmt.Errorf("republish %s to %s: %w", msg.UUID, key, err)
+	}
 	return nil
 }

@@ -763,11 +763,12 @@ func TestPublishKnownTypeCostsOneCommand(t *testing.T) {
 	pub := b.Publisher()
 	log.take()
 
-	// First publish of a type by this process: one round trip that also
-	// records and announces the type.
+	// First publish of a type by this process: an HLEN of the type's schema
+	// versions (repeated once per SchemaResyncInterval), then one round trip
+	// that also records and announces the type.
 	require.NoError(t, pub.Publish("photo.uploaded", newEvent(0)))
 	single, pipes := log.take()
-	assert.Empty(t, single)
+	assert.Equal(t, []string{"hlen"}, single)
 	assert.Equal(t, [][]string{{"xadd", "sadd", "publish"}}, pipes)
 	ok, err := redistest.Client(t).SIsMember(ctx, b.Config().RegistryKey(), "photo.uploaded").Result()
 	require.NoError(t, err)
@@ -791,7 +792,7 @@ func TestPublishKnownTypeCostsOneCommand(t *testing.T) {
 	require.NoError(t, pub.Publish("photo.deleted", newEvent(0)))
 	require.NoError(t, pub.Publish("photo.deleted", newEvent(1)))
 	single, pipes = log.take()
-	assert.Equal(t, []string{"xadd"}, single)
+	assert.Equal(t, []string{"hlen", "xadd"}, single)
 	assert.Equal(t, [][]string{{"xadd", "sadd", "publish"}}, pipes)
 }
 

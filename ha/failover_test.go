@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -17,8 +18,8 @@ import (
 )
 
 const (
-	topic      = "ha.load"
-	rate       = 1000 // events/s offered
+	topic      = "ha.load" // behind Sentinel; in a cluster, see clusterTopic
+	rate       = 1000      // events/s offered
 	beforeRun  = 2 * time.Second
 	afterFault = 5 * time.Second // publishing goes on this long after the first post-fault ack
 	drainLimit = 30 * time.Second
@@ -29,18 +30,22 @@ type row struct {
 	acked, handled, lost, duplicated, retried, errored int
 	rate                                               float64
 	toSwitch, firstAfterFault                          time.Duration
+	extraRow
 }
 
 func (r row) String() string {
 	return fmt.Sprintf("rate=%.0f/s acknowledged=%d handled=%d lost=%d duplicated=%d failed-publishes=%d retries=%d fault-to-promotion=%s fault-to-first-handled-on-new-primary=%s",
-		r.rate, r.acked, r.handled, r.lost, r.duplicated, r.errored, r.retried, r.toSwitch.Round(time.Millisecond), r.firstAfterFault.Round(time.Millisecond))
+		r.rate, r.acked, r.handled, r.lost, r.duplicated, r.errored, r.retried, r.toSwitch.Round(time.Millisecond), r.firstAfterFault.Round(time.Millisecond)) +
+		"; " + r.extraRow.String()
 }
 
 // load publishes about rate events/s to topic through b while a subscriber
 // of b handles them; fault runs after beforeRun. A failed publish is retried
 // with the same event id until it is acknowledged (as a caller would), so an
 // ambiguous failure can duplicate but an acknowledged event must be handled.
-func load(t *testing.T, b *bus.Bus, promoted string, fault func()) row {
+// Every event is a broadcast, so it also reaches the browsers of x's
+// gateway through the push stream.
+func load(t *testing.T, b *bus.Bus, topic, promoted string, x *extras, fault func()) row {
 	t.Helper()
 	sub, err := b.NewSubscriber(bus.SubscriberConfig{
 		ConsumerGroup: "ha", ClaimInterval: 500 * time.Millisecond, ClaimMinIdle: 2 * time.Second,
@@ -89,7 +94,7 @@ func load(t *testing.T, b *bus.Bus, promoted string, fault func()) row {
 			id := watermill.NewUUID()
 			for attempt := 0; ; attempt++ {
 				pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
-				_, err := bus.Publish(pctx, b.Publisher(), topic, map[string]int{"n": n}, bus.WithID(id))
+				_, err := bus.Publish(pctx, b.Publisher(), topic, map[string]int{"n": n}, bus.WithID(id), bus.WithBroadcast())
 				pcancel()
 				if err == nil {
 					mu.Lock()
@@ -119,6 +124,7 @@ func load(t *testing.T, b *bus.Bus, promoted string, fault func()) row {
 	faultAt = time.Now()
 	mu.Unlock()
 	fault()
+	x.atFault()
 	go func() {
 		for roleOf(promoted) != "master" {
 			time.Sleep(10 * time.Millisecond)
@@ -143,6 +149,7 @@ func load(t *testing.T, b *bus.Bus, promoted string, fault func()) row {
 		}
 		return false
 	})
+	x.afterFault(t, b)
 	time.Sleep(afterFault)
 	close(stop)
 	<-pubDone
@@ -164,6 +171,13 @@ func load(t *testing.T, b *bus.Bus, promoted string, fault func()) row {
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(500 * time.Millisecond) // late duplicates (claims)
+	mu.Lock()
+	ids := make([]string, 0, len(ackedAt))
+	for id := range ackedAt {
+		ids = append(ids, id)
+	}
+	mu.Unlock()
+	r.extraRow = x.collect(t, ids)
 	mu.Lock()
 	defer mu.Unlock()
 	for id := range ackedAt {
@@ -202,20 +216,35 @@ var modes = []struct {
 	{"wait1", bus.Durability{Replicas: 1, Timeout: 500 * time.Millisecond}},
 }
 
-func report(t *testing.T, fault, mode string, r row, d bus.Durability) {
+// report logs the row and asserts what must hold. outage says the fault
+// makes Redis unreachable for long enough (a kill -9: the down-after or
+// node timeout of 1 s) that /readyz must have reported it.
+func report(t *testing.T, fault, mode string, r row, d bus.Durability, outage bool) {
 	t.Logf("ROW | %s | %s | %s", fault, mode, r)
 	assert.Positive(t, r.acked)
+	assert.Zero(t, r.sseEntryDups, "a browser got one push-stream entry twice")
+	assert.Positive(t, r.sseReconnects, "the browser dropped at the fault did not reconnect")
+	assert.Empty(t, r.tailExited, "eventbus tail ended during the failover")
+	assert.True(t, r.discovered, "the pattern subscription did not find a type first published after the fault within %s", discoverIn)
+	assert.True(t, r.readyRecovered, "/readyz did not answer 200 again after the failover")
+	if outage {
+		assert.Positive(t, r.readyDowns, "/readyz never reported the outage")
+	}
 	if d.Replicas > 0 {
 		assert.Zero(t, r.lost, "an acknowledged event was lost with Durability on")
+		assert.Zero(t, r.sseMissing, "a browser missed an acknowledged event with Durability on")
+		assert.Zero(t, r.sseGaps, "a browser was sent a gap event with Durability on")
+		assert.Zero(t, r.tailMissing, "tail missed an acknowledged event with Durability on")
 	}
 }
 
 func TestSentinelFailover(t *testing.T) {
 	faults := []struct {
-		name string
-		run  func(t *testing.T, tp *topology)
+		name   string
+		outage bool
+		run    func(t *testing.T, tp *topology)
 	}{
-		{"kill -9 primary", func(t *testing.T, tp *topology) {
+		{"kill -9 primary", true, func(t *testing.T, tp *topology) {
 			primary := splitFirst(tp.env["REDIS_SENTINEL_NODES"])
 			tp.kill9(primary)
 			// Bring it back (empty) once the replica is promoted: Sentinel
@@ -228,7 +257,7 @@ func TestSentinelFailover(t *testing.T) {
 				tp.restart(primary, false)
 			}()
 		}},
-		{"SENTINEL FAILOVER", func(t *testing.T, tp *topology) {
+		{"SENTINEL FAILOVER", false, func(t *testing.T, tp *topology) {
 			sentinel := splitFirst(tp.env["REDIS_SENTINEL_ADDRS"])
 			c := newPlain(sentinel)
 			defer c.Close()
@@ -240,8 +269,9 @@ func TestSentinelFailover(t *testing.T) {
 			t.Run(f.name+"/"+m.name, func(t *testing.T) {
 				tp := startSentinel(t)
 				b := newBus(t, tp.env["REDIS_URL"], m.d)
-				r := load(t, b, splitSecond(tp.env["REDIS_SENTINEL_NODES"]), func() { f.run(t, tp) })
-				report(t, "sentinel "+f.name, m.name, r, m.d)
+				x := startExtras(t, b, tp.env["REDIS_URL"])
+				r := load(t, b, topic, splitSecond(tp.env["REDIS_SENTINEL_NODES"]), x, func() { f.run(t, tp) })
+				report(t, "sentinel "+f.name, m.name, r, m.d, f.outage)
 			})
 		}
 	}
@@ -249,10 +279,11 @@ func TestSentinelFailover(t *testing.T) {
 
 func TestClusterFailover(t *testing.T) {
 	faults := []struct {
-		name string
-		run  func(t *testing.T, tp *topology, master, replica string)
+		name   string
+		outage bool
+		run    func(t *testing.T, tp *topology, master, replica string)
 	}{
-		{"kill -9 master", func(t *testing.T, tp *topology, master, replica string) {
+		{"kill -9 master", true, func(t *testing.T, tp *topology, master, replica string) {
 			tp.kill9(master)
 			go func() {
 				for i := 0; i < 400 && roleOf(replica) != "master"; i++ {
@@ -261,7 +292,7 @@ func TestClusterFailover(t *testing.T) {
 				tp.restart(master, true)
 			}()
 		}},
-		{"CLUSTER FAILOVER", func(t *testing.T, tp *topology, master, replica string) {
+		{"CLUSTER FAILOVER", false, func(t *testing.T, tp *topology, master, replica string) {
 			c := newPlain(replica)
 			defer c.Close()
 			require.NoError(t, c.Do(context.Background(), "CLUSTER", "FAILOVER").Err())
@@ -273,11 +304,33 @@ func TestClusterFailover(t *testing.T) {
 				tp := startCluster(t)
 				url := clusterURL(tp.env["REDIS_CLUSTER_ADDRS"])
 				b := newBus(t, url, m.d)
-				master, replica := clusterMasterOf(t, clusterClient(t, b), "ha:"+topic)
+				// Fail the master of the push stream, and publish to a
+				// stream on that master too.
+				cc := clusterClient(t, b)
+				master, replica := clusterMasterOf(t, cc, b.Config().PushKey())
+				tpc := clusterTopic(t, cc, b, master)
 				waitFor(t, 20*time.Second, "the replica "+replica+" in sync", func() bool { return inSync(replica) })
-				r := load(t, b, replica, func() { f.run(t, tp, master, replica) })
-				report(t, "cluster "+f.name, m.name, r, m.d)
+				x := startExtras(t, b, url)
+				r := load(t, b, tpc, replica, x, func() { f.run(t, tp, master, replica) })
+				report(t, "cluster "+f.name, m.name, r, m.d, f.outage)
 			})
 		}
 	}
+}
+
+// clusterTopic returns a type matching tailPatt whose stream is on master:
+// topic itself if it is, else the first of ha.load1, ha.load2, ... that is.
+func clusterTopic(t *testing.T, cc *redis.ClusterClient, b *bus.Bus, master string) string {
+	t.Helper()
+	for i := 0; i < 1000; i++ {
+		typ := topic
+		if i > 0 {
+			typ = fmt.Sprintf("%s%d", topic, i)
+		}
+		if m, _ := clusterMasterOf(t, cc, b.Config().StreamKey(typ)); m == master {
+			return typ
+		}
+	}
+	t.Fatalf("no type %s<n> has its stream on %s", topic, master)
+	return ""
 }

@@ -4,6 +4,9 @@ package ha_test
 
 import (
 	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
 	"sort"
 	"strings"
 	"testing"
@@ -148,4 +151,42 @@ func TestSentinelURLFormWithPassword(t *testing.T) {
 	assert.NotContains(t, err.Error(), "wrong2secret")
 	assert.NotContains(t, bus.RedactURL(wrong), "wrong2secret")
 	t.Logf("wrong password: %v", err)
+}
+
+// TestTailClusterAcrossSlots: `eventbus tail` with a pattern whose streams
+// are on different cluster slots (and masters) prints the events of all of
+// them; one XREAD naming them all would be refused with CROSSSLOT.
+func TestTailClusterAcrossSlots(t *testing.T) {
+	tp := startCluster(t)
+	url := clusterURL(tp.env["REDIS_CLUSTER_ADDRS"])
+	b := newBus(t, url, bus.Durability{})
+	ctx := context.Background()
+	want := map[string]bool{}
+	slots := map[uint16]bool{}
+	for _, typ := range []string{"hat.a", "hat.b", "hat.c", "hat.d", "hat.e"} {
+		slots[crc16slot(b.Config().StreamKey(typ))] = true
+		id, err := bus.Publish(ctx, b.Publisher(), typ, map[string]string{"t": typ})
+		require.NoError(t, err)
+		want[id] = true
+	}
+	require.Greater(t, len(slots), 1, "the types must span several slots")
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(tctx, eventbusCLI(t), "--prefix", "ha:", "tail", "hat.*", "--from", "0", "--json", "--count", "5")
+	cmd.Env = append(os.Environ(), "REDIS_URL="+url)
+	out, err := cmd.Output()
+	var stderr string
+	if ee, ok := err.(*exec.ExitError); ok {
+		stderr = string(ee.Stderr)
+	}
+	require.NoError(t, err, "tail: %s", stderr)
+	got := map[string]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var ev struct {
+			ID string `json:"id"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(l), &ev), l)
+		got[ev.ID] = true
+	}
+	assert.Equal(t, want, got)
 }

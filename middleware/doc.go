@@ -1,5 +1,6 @@
 // Package middleware holds the event bus's Watermill handler middleware:
-// validation (with optional JSON Schemas), trace and correlation
+// validation (with the JSON Schema version an event names in dataschema),
+// trace and correlation
 // propagation, hard timeouts, retry with backoff, dead-lettering and stats.
 // Each is an ordinary message.HandlerMiddleware usable alone in any Watermill
 // router; package router composes them into the default stack.

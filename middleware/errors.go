@@ -3,7 +3,6 @@ package middleware
 import (
 	"errors"
 	"fmt"
-	"github.com/ThreeDotsLabs/watermill"
 )
 
 var (
@@ -38,5 +37,3 @@ func IsPermanent(err error) bool {
 }
 
 func permanentf(format string, args ...any) error { return Permanent(fmt.Errorf(format, args...)) }
-
-func newID() string { return watermill.NewUUID() }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/redistest"
 	"github.com/shared-infra/eventbus/middleware"
 )
 
@@ -116,16 +117,31 @@ func TestRetryFirstAttemptAndRecovery(t *testing.T) {
 }
 
 func TestValidator(t *testing.T) {
-	v, err := middleware.NewValidator(map[string][]byte{
-		"photo.uploaded": []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string"}}}`),
-	})
+	ctx := context.Background()
+	b, err := bus.New(bus.Config{ServiceName: "t", Client: redistest.Client(t), StreamPrefix: redistest.Prefix(t)}, nil)
 	require.NoError(t, err)
-	assert.NoError(t, v.Validate(event("photo.uploaded", `{"photoId":"p"}`)))
+	t.Cleanup(func() { _ = b.Close() })
+	v1, err := b.Schemas().Put(ctx, "photo.uploaded", []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string"}}}`))
+	require.NoError(t, err)
+	v := middleware.NewValidator(b.Schemas())
+	withSchema := func(m *message.Message, uri string) *message.Message {
+		m.Metadata.Set(bus.AttrDataSchema, uri)
+		return m
+	}
+
+	assert.NoError(t, v.Validate(event("photo.uploaded", `{"photoId":"p"}`)), "no dataschema: the latest version")
+	assert.NoError(t, v.Validate(withSchema(event("photo.uploaded", `{"photoId":"p"}`), v1.URI)))
 	assert.NoError(t, v.Validate(event("photo.other", `{"anything":1}`)), "no schema, no data check")
 
 	err = v.Validate(event("photo.uploaded", `{"size":1}`))
 	require.ErrorIs(t, err, middleware.ErrInvalidEvent)
+	require.ErrorIs(t, err, bus.ErrSchemaViolation)
 	assert.Contains(t, err.Error(), "photoId")
+
+	err = v.Validate(withSchema(event("photo.uploaded", `{"photoId":"p"}`), bus.SchemaURI("photo.uploaded", 7)))
+	require.ErrorIs(t, err, middleware.ErrInvalidEvent)
+	require.ErrorIs(t, err, bus.ErrUnknownSchema, "a version the registry does not hold")
+	assert.Contains(t, err.Error(), "version 7")
 
 	m := event("photo.uploaded", `{"photoId":"p"}`)
 	delete(m.Metadata, bus.AttrSource)
@@ -140,8 +156,7 @@ func TestValidator(t *testing.T) {
 	assert.True(t, middleware.IsPermanent(err))
 	assert.False(t, called)
 
-	_, err = middleware.NewValidator(map[string][]byte{"photo.x": []byte(`{"type": 12}`)})
-	assert.Error(t, err, "a schema that does not compile is refused")
+	assert.NoError(t, middleware.NewValidator(nil).Validate(event("photo.uploaded", `{}`)), "no registry: no data check")
 }
 
 func TestMaxDeliveries(t *testing.T) {

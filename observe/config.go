@@ -46,6 +46,11 @@ type Config struct {
 	// "degraded": live, but not ready. Default DefaultLagDegradedThreshold
 	// (1000); -1 means lag never degrades readiness.
 	LagDegradedThreshold int64
+	// LossDegradedFor, when set, makes a handler "degraded" for this long
+	// after its loss count (entries trimmed before its group read them, see
+	// HandlerSnapshot.Lost) is seen to grow by a Readiness call. Default 0:
+	// losses are reported in /readyz and /stats but do not change readiness.
+	LossDegradedFor time.Duration
 	// RedisTimeout bounds the Redis round trips of one Stats, Readiness or
 	// scrape. Default DefaultRedisTimeout (1s).
 	RedisTimeout time.Duration
@@ -85,6 +90,9 @@ func (c Config) Validate() error {
 	}
 	if c.LagDegradedThreshold < -1 {
 		errs = append(errs, fmt.Errorf("LagDegradedThreshold %d: use a positive count, 0 for the default or -1 to never degrade on lag", c.LagDegradedThreshold))
+	}
+	if c.LossDegradedFor < 0 {
+		errs = append(errs, fmt.Errorf("LossDegradedFor %s must not be negative", c.LossDegradedFor))
 	}
 	if c.RedisTimeout < 0 {
 		errs = append(errs, fmt.Errorf("RedisTimeout %s must not be negative", c.RedisTimeout))

@@ -3,6 +3,7 @@ package observe
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -62,8 +63,12 @@ type HandlerCheck struct {
 	Lag       int64  `json:"lag"`
 	Pending   int64  `json:"pending"`
 	// LagKnown is false when Redis could not be read or could not tell.
-	LagKnown bool   `json:"lagKnown"`
-	Detail   string `json:"detail,omitempty"`
+	LagKnown bool `json:"lagKnown"`
+	// Lost is the handler's entries removed before its group read them
+	// (HandlerSnapshot.Lost). With Config.LossDegradedFor set, a handler
+	// whose Lost grew within that time is degraded.
+	Lost   int64  `json:"lost"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // HTTPStatus is the HTTP status code of a report: 200 when ok, else 503.
@@ -115,8 +120,9 @@ func (o *Observer) Readiness(ctx context.Context) Health {
 	for name := range patterns {
 		hc := HandlerCheck{Status: StatusOK, Consuming: consuming[name]}
 		if l, ok := rs.lags[name]; ok {
-			hc.Lag, hc.Pending, hc.LagKnown = l.lag, l.pending, l.known
+			hc.Lag, hc.Pending, hc.LagKnown, hc.Lost = l.lag, l.pending, l.known, l.lost
 		}
+		lossAt := o.losses.seen(name, hc.Lost, time.Now())
 		switch {
 		case rc.Status == StatusStarting:
 			hc.Status, hc.Detail = StatusStarting, "the router is not running yet"
@@ -125,6 +131,9 @@ func (o *Observer) Readiness(ctx context.Context) Health {
 			down = true
 		case o.cfg.LagDegradedThreshold >= 0 && hc.Lag > o.cfg.LagDegradedThreshold:
 			hc.Status, hc.Detail = StatusDegraded, fmt.Sprintf("lag %d is above %d", hc.Lag, o.cfg.LagDegradedThreshold)
+			degraded = true
+		case o.cfg.LossDegradedFor > 0 && !lossAt.IsZero() && time.Since(lossAt) < o.cfg.LossDegradedFor:
+			hc.Status, hc.Detail = StatusDegraded, fmt.Sprintf("%d entries were trimmed before it read them (the last at %s)", hc.Lost, lossAt.UTC().Format(time.RFC3339))
 			degraded = true
 		}
 		h.Checks.Handlers[name] = hc
@@ -137,6 +146,35 @@ func (o *Observer) Readiness(ctx context.Context) Health {
 	}
 	o.logTransition(h)
 	return h
+}
+
+// lossTracker remembers each handler's loss total and when it last grew,
+// for Config.LossDegradedFor.
+type lossTracker struct {
+	mu sync.Mutex
+	m  map[string]lossSeen
+}
+
+type lossSeen struct {
+	total int64
+	grew  time.Time
+}
+
+// seen records total for handler and returns when it last grew (zero: never
+// seen growing; a total already there when first seen does not count).
+func (l *lossTracker) seen(handler string, total int64, now time.Time) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.m == nil {
+		l.m = map[string]lossSeen{}
+	}
+	prev, ok := l.m[handler]
+	if ok && total > prev.total {
+		prev.grew = now
+	}
+	prev.total = total
+	l.m[handler] = prev
+	return prev.grew
 }
 
 // logTransition logs when readiness changes status, with the failing checks.

@@ -27,9 +27,13 @@ type job struct {
 	N int `json:"n"`
 }
 
-func newBus(t *testing.T) *bus.Bus {
+func newBus(t *testing.T, mutate ...func(*bus.Config)) *bus.Bus {
 	t.Helper()
-	b, err := bus.New(bus.Config{ServiceName: "svc", Client: redistest.Client(t), StreamPrefix: redistest.Prefix(t)}, nil)
+	cfg := bus.Config{ServiceName: "svc", Client: redistest.Client(t), StreamPrefix: redistest.Prefix(t)}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	b, err := bus.New(cfg, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	return b

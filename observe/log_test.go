@@ -84,11 +84,10 @@ var traceIDPattern = regexp.MustCompile(`^[0-9a-f]{32}$`)
 func TestLogLinesAboutAnEventCarryItsIDTypeHandlerAndTraceID(t *testing.T) {
 	var buf syncBuffer
 	logger := watermill.NewSlogLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: watermill.LevelTrace})))
-	b := newBus(t)
 	tp := sdktrace.NewTracerProvider()
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	b := newBus(t, func(c *bus.Config) { c.TracerProvider = tp })
 	cfg := fastConfig()
-	cfg.TracerProvider = tp
 	r, err := router.New(b, cfg, logger)
 	require.NoError(t, err)
 	_, _, _ = newObserver(t, r, observe.Config{}, logger)

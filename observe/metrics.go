@@ -13,7 +13,7 @@ type collector struct {
 	o *Observer
 
 	received, acked, nacked, failed, retried, deadLettered, filtered *prometheus.Desc
-	inFlight, processing, lag, pending, consuming                    *prometheus.Desc
+	inFlight, processing, lag, pending, consuming, lost              *prometheus.Desc
 	published, publishFailed                                         *prometheus.Desc
 	deadLetters, uptime, redisUp, redisRTT                           *prometheus.Desc
 }
@@ -35,6 +35,7 @@ func newCollector(o *Observer) *collector {
 		processing:    prometheus.NewDesc(name("handler_processing_seconds"), "Time from receipt to ack or nack, retries included. Quantiles are upper bounds of power-of-two buckets from 50us.", handler, nil),
 		lag:           prometheus.NewDesc(name("handler_lag"), "Entries of the handler's streams not yet delivered to its consumer group (absent when Redis cannot be read).", handler, nil),
 		pending:       prometheus.NewDesc(name("handler_pending"), "Entries delivered to the handler's consumer group and not yet acked (absent when Redis cannot be read).", handler, nil),
+		lost:          prometheus.NewDesc(name("handler_lost_total"), "Entries of the handler's streams removed (retention cap or anyone's XTRIM) before its consumer group read them, as counted by the bus's retention passes (absent when Redis cannot be read).", handler, nil),
 		consuming:     prometheus.NewDesc(name("handler_consuming"), "1 when the handler's subscription is open, else 0.", handler, nil),
 		published:     prometheus.NewDesc(name("published_total"), "Events the bus published (every Publish call of its Publisher).", topic, nil),
 		publishFailed: prometheus.NewDesc(name("publish_failed_total"), "Events whose Publish call on the bus failed (invalid, too large, Redis unreachable).", topic, nil),
@@ -49,7 +50,7 @@ func newCollector(o *Observer) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.received, c.acked, c.nacked, c.failed, c.retried, c.deadLettered, c.filtered,
-		c.inFlight, c.processing, c.lag, c.pending, c.consuming,
+		c.inFlight, c.processing, c.lag, c.pending, c.consuming, c.lost,
 		c.published, c.publishFailed, c.deadLetters, c.uptime, c.redisUp, c.redisRTT,
 	} {
 		ch <- d
@@ -86,6 +87,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		if err == nil {
 			gauge(c.lag, float64(h.Lag), name)
 			gauge(c.pending, float64(h.Pending), name)
+			counter(c.lost, uint64(h.Lost), name)
 		}
 	}
 	for _, t := range sortedKeys(snap.Topics) {

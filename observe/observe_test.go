@@ -69,7 +69,7 @@ func TestStatsAndMetricsReportAScriptedRunExactly(t *testing.T) {
 	require.NoError(t, r.AddHandler("audit", "obs.>", func(context.Context, *message.Message) error { return nil }))
 	routertest.Start(t, r)
 
-	pub := obs.Publisher(r.Publisher())
+	pub := r.Publisher()
 	for i := range n {
 		_, err := bus.Publish(context.Background(), pub, "obs.job", job{N: i})
 		require.NoError(t, err)
@@ -211,7 +211,7 @@ func TestLagGrowsWhileAHandlerIsPausedAndFallsAfter(t *testing.T) {
 	obs, reg, srv := newObserver(t, r, observe.Config{LagDegradedThreshold: 10}, nil)
 	routertest.Start(t, r)
 
-	pub := obs.Publisher(r.Publisher())
+	pub := r.Publisher()
 	for i := range 50 {
 		typ := "lag.a"
 		if i%2 == 1 {
@@ -364,29 +364,27 @@ func TestMetricsWithoutRegistererAnswer404(t *testing.T) {
 }
 
 // Every publish of the bus is counted, however it is made: on the bus
-// Publisher, through the router's Publisher, through the (now pass-through)
-// Observer.Publisher — once each — errors included; after Close, no more.
+// Publisher or through the router's Publisher (the same one), once each —
+// errors included, a publish its type's schema refuses too.
 func TestPublisherCountsPerTopic(t *testing.T) {
 	b := newBus(t)
 	r, err := router.New(b, fastConfig(), nil)
 	require.NoError(t, err)
 	obs, err := observe.New(r, observe.Config{}, nil)
 	require.NoError(t, err)
+	defer obs.Close()
+	_, err = b.Schemas().Put(context.Background(), "obs.z", []byte(`{"type":"object","required":["n"]}`))
+	require.NoError(t, err)
 	ev := func() *message.Message { return message.NewMessage(watermill.NewUUID(), []byte(`{}`)) }
 	require.NoError(t, b.Publisher().Publish("obs.x", ev(), ev()))
 	require.NoError(t, r.Publisher().Publish("obs.x", ev()))
-	require.NoError(t, obs.Publisher(r.Publisher()).Publish("obs.x", ev()))
+	require.NoError(t, r.Publisher().Publish("obs.x", ev()))
 	big := message.NewMessage(watermill.NewUUID(), make([]byte, bus.DefaultMaxEventSize+1))
 	big.Metadata.Set(bus.AttrDataContentType, "application/octet-stream")
 	require.ErrorIs(t, b.Publisher().Publish("obs.y", big), bus.ErrEventTooLarge)
 	require.ErrorIs(t, b.Publisher().Publish("Not..A.Type", ev()), bus.ErrInvalidType)
+	require.ErrorIs(t, r.Publisher().Publish("obs.z", ev()), bus.ErrSchemaViolation)
 	s, err := obs.Stats(context.Background())
 	require.NoError(t, err)
-	assert.Equal(t, map[string]observe.TopicStats{"obs.x": {Published: 4}, "obs.y": {Failed: 1}, observe.InvalidTopic: {Failed: 1}}, s.Topics)
-
-	require.NoError(t, obs.Close())
-	require.NoError(t, b.Publisher().Publish("obs.x", ev()))
-	s, err = obs.Stats(context.Background())
-	require.NoError(t, err)
-	assert.Equal(t, uint64(4), s.Topics["obs.x"].Published, "a closed observer no longer counts")
+	assert.Equal(t, map[string]observe.TopicStats{"obs.x": {Published: 4}, "obs.y": {Failed: 1}, "obs.z": {Failed: 1}, observe.InvalidTopic: {Failed: 1}}, s.Topics)
 }

@@ -28,17 +28,16 @@ type Observer struct {
 	logger watermill.LoggerAdapter
 	start  time.Time
 
-	published *publishCounters
 	window    *errorWindow
 	state     *routerState
 	collector *collector
 	redact    func(string) string
 
+	losses        lossTracker  // for Config.LossDegradedFor
 	lastReadiness atomic.Value // Status of the last Readiness, for logging changes
 
 	closing   chan struct{}
 	closeOnce sync.Once
-	unhook    func() // removes the publish hook from the bus Publisher
 	wg        sync.WaitGroup
 }
 
@@ -65,11 +64,10 @@ func New(r *router.Router, cfg Config, logger watermill.LoggerAdapter) (*Observe
 	}
 	o := &Observer{
 		r: r, bus: r.Bus(), cfg: cfg, logger: logger, start: time.Now(),
-		published: &publishCounters{},
-		window:    newErrorWindow(cfg.ErrorWindow),
-		state:     &routerState{wm: wm},
-		redact:    credentialRedactor(r.Bus()),
-		closing:   make(chan struct{}),
+		window:  newErrorWindow(cfg.ErrorWindow),
+		state:   &routerState{wm: wm},
+		redact:  credentialRedactor(r.Bus()),
+		closing: make(chan struct{}),
 	}
 	if cfg.Registerer != nil {
 		o.collector = newCollector(o)
@@ -82,7 +80,6 @@ func New(r *router.Router, cfg Config, logger watermill.LoggerAdapter) (*Observe
 		}
 		metrics.NewPrometheusMetricsBuilder(cfg.Registerer, MetricsNamespace, WatermillSubsystem).AddPrometheusRouterMetrics(wm)
 	}
-	o.unhook = r.Bus().Publisher().OnPublish(o.published.record)
 	o.window.add(o.start, r.Stats())
 	o.wg.Add(1)
 	go o.sample()
@@ -110,7 +107,6 @@ func (o *Observer) sample() {
 func (o *Observer) Close() error {
 	o.closeOnce.Do(func() {
 		close(o.closing)
-		o.unhook()
 		o.wg.Wait()
 		if o.collector != nil {
 			o.cfg.Registerer.Unregister(o.collector)

@@ -139,7 +139,7 @@ func TestReadyzFollowsRedisDownAndBackWhileHealthzStaysOK(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code)
 
 	// And the bus works again end to end.
-	_, err = bus.Publish(context.Background(), obs.Publisher(r.Publisher()), "obs.job", job{N: 1})
+	_, err = bus.Publish(context.Background(), r.Publisher(), "obs.job", job{N: 1})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		s, err := obs.Stats(context.Background())

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -56,7 +57,12 @@ type HandlerSnapshot struct {
 	// LagKnown is false when Redis could not be read, or Redis could not
 	// tell the lag of one of the streams (then Lag sums the others).
 	LagKnown bool `json:"lagKnown"`
-	// Streams is the per-stream detail of Lag and Pending.
+	// Lost is the number of entries of the handler's streams that were
+	// removed (by a retention cap or anyone's XTRIM) before its group read
+	// them, summed over its streams, as counted by the bus's retention
+	// passes (bus.Bus.Trim). A total since the group was first seen.
+	Lost int64 `json:"lost"`
+	// Streams is the per-stream detail of Lag, Pending and Lost.
 	Streams []StreamLag `json:"streams,omitempty"`
 	// Window is the handler's error rate over Config.ErrorWindow.
 	Window WindowStats `json:"window"`
@@ -73,6 +79,9 @@ type StreamLag struct {
 	Lag int64 `json:"lag"`
 	// Pending is the entries delivered and not yet acked.
 	Pending int64 `json:"pending"`
+	// Lost is the entries removed from the stream before the group read
+	// them (see HandlerSnapshot.Lost).
+	Lost int64 `json:"lost"`
 	// GroupExists is false for a stream the group is not yet on (a pattern
 	// subscription discovers new types within a moment): then Lag is the
 	// stream's length, since the group will start at its first entry.
@@ -95,7 +104,7 @@ func (o *Observer) Stats(ctx context.Context) (Snapshot, error) {
 		Time:          now.UTC(),
 		Service:       o.bus.Config().ServiceName,
 		UptimeSeconds: now.Sub(o.start).Seconds(),
-		Topics:        o.published.snapshot(),
+		Topics:        o.bus.Publisher().Counts(),
 		Handlers:      make(map[string]HandlerSnapshot, len(stats)+len(patterns)),
 		Window:        total,
 		DeadLetters:   -1,
@@ -112,7 +121,7 @@ func (o *Observer) Stats(ctx context.Context) (Snapshot, error) {
 		h := snap.Handlers[name] // a handler not yet counted has zero counters
 		h.Pattern, h.ConsumerGroup, h.Consuming = pattern, o.r.ConsumerGroup(name), consuming[name]
 		if l, ok := rs.lags[name]; ok {
-			h.Lag, h.Pending, h.LagKnown, h.Streams = l.lag, l.pending, l.known, l.streams
+			h.Lag, h.Pending, h.LagKnown, h.Streams, h.Lost = l.lag, l.pending, l.known, l.streams, l.lost
 		}
 		snap.Handlers[name] = h
 	}
@@ -120,9 +129,9 @@ func (o *Observer) Stats(ctx context.Context) (Snapshot, error) {
 }
 
 type handlerLag struct {
-	lag, pending int64
-	known        bool
-	streams      []StreamLag
+	lag, pending, lost int64
+	known              bool
+	streams            []StreamLag
 }
 
 type redisState struct {
@@ -133,8 +142,9 @@ type redisState struct {
 }
 
 // readRedis pings Redis and reads, in two pipelined round trips, the type
-// registry and dead-letter length, then XINFO GROUPS and XLEN of every stream
-// the handlers consume. Every command touches one key (Redis Cluster safe).
+// registry and dead-letter length, then XINFO GROUPS, XLEN and the loss
+// counters (bus.Config.LossKey, same slot) of every stream the handlers
+// consume. Every command touches one key (Redis Cluster safe).
 func (o *Observer) readRedis(ctx context.Context, handlers map[string]string) redisState {
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.RedisTimeout)
 	defer cancel()
@@ -195,13 +205,14 @@ func (o *Observer) readRedis(ctx context.Context, handlers map[string]string) re
 	type streamCmds struct {
 		groups *redis.XInfoGroupsCmd
 		length *redis.IntCmd
+		lost   *redis.MapStringStringCmd
 	}
 	cmds := make(map[string]streamCmds, len(unique))
 	if len(unique) > 0 {
 		pipe = client.Pipeline()
 		for _, t := range sortedKeys(unique) {
 			key := bc.StreamKey(t)
-			cmds[t] = streamCmds{groups: pipe.XInfoGroups(ctx, key), length: pipe.XLen(ctx, key)}
+			cmds[t] = streamCmds{groups: pipe.XInfoGroups(ctx, key), length: pipe.XLen(ctx, key), lost: pipe.HGetAll(ctx, bc.LossKey(t))}
 		}
 		_, _ = pipe.Exec(ctx) // per-command errors are read below
 		if err := ctx.Err(); err != nil {
@@ -238,7 +249,11 @@ func (o *Observer) readRedis(ctx context.Context, handlers map[string]string) re
 			} else {
 				hl.lag += sl.Lag
 			}
+			if n, err := strconv.ParseInt(c.lost.Val()[group], 10, 64); err == nil {
+				sl.Lost = n
+			}
 			hl.pending += sl.Pending
+			hl.lost += sl.Lost
 			hl.streams = append(hl.streams, sl)
 		}
 		rs.lags[name] = hl

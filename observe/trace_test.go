@@ -26,16 +26,15 @@ import (
 // spans named "publish <type>" and "process <type>", the standard messaging
 // attributes, and the failed attempt marked as an error.
 func TestTracesOfAPublishHandlePublishChain(t *testing.T) {
-	b := newBus(t)
 	exp := tracetest.NewInMemoryExporter()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	b := newBus(t, func(c *bus.Config) { c.TracerProvider = tp })
 	cfg := fastConfig()
-	cfg.TracerProvider = tp
 	r, err := router.New(b, cfg, nil)
 	require.NoError(t, err)
-	obs, _, _ := newObserver(t, r, observe.Config{}, nil)
-	pub := obs.Publisher(r.Publisher())
+	_, _, _ = newObserver(t, r, observe.Config{}, nil)
+	pub := r.Publisher()
 
 	nextID := make(chan string, 1)
 	require.NoError(t, router.Handle(r, "resize", "photo.uploaded", func(ctx context.Context, ev bus.Event[job]) error {

@@ -30,10 +30,13 @@
 //     photo.notification addressed to the photo's owner, for the browser;
 //   - [RegisterCleanup]: photo.deleted → the photo's thumbnails removed.
 //
-// Build the router with [RouterConfig] so that photo events are checked
-// against their schemas when handled and when published:
+// Register the photo schemas in the bus's schema registry at start with
+// [RegisterSchemas], so that photo events are checked against them by every
+// publisher and every router on the bus:
 //
-//	r, err := router.New(b, photo.RouterConfig(router.Config{}), logger)
+//	err := photo.RegisterSchemas(ctx, b)
+//	...
+//	r, err := router.New(b, router.Config{}, logger)
 //	...
 //	err = photo.RegisterWorker(r, photo.WorkerConfig{Store: store})
 //

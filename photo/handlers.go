@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"image"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -39,17 +38,6 @@ const (
 // thumbnail of size "small" of photo "p1" is stored under
 // "thumbnails/p1/small.jpg".
 const DefaultThumbnailPrefix = "thumbnails"
-
-// RouterConfig returns base with the JSON Schema of every photo event type
-// added to base.Schemas (a schema already in base for a type is kept), so
-// that the router rejects invalid photo events it receives (dead-lettered at
-// once) and refuses to publish invalid ones. base is not modified.
-func RouterConfig(base router.Config) router.Config {
-	schemas := Schemas()
-	maps.Copy(schemas, base.Schemas)
-	base.Schemas = schemas
-	return base
-}
 
 // ThumbnailKey returns the store key of the thumbnail of size sizeName of
 // photo photoID under prefix ("" means DefaultThumbnailPrefix):
@@ -174,8 +162,9 @@ func checkPhotoID(id string) error {
 //
 // Every event the worker publishes has the photo id as subject and is not
 // addressed to a user (RegisterNotifier does that). Publishing goes through
-// r.Publisher() with the handler's context, so the events carry the upload's
-// trace and correlation id.
+// the bus Publisher with the handler's context, so the events carry the
+// upload's trace and correlation id and are checked against the schemas
+// RegisterSchemas stored.
 //
 // Redelivery: the at-least-once bus may deliver an upload again (a retry, a
 // crash before the ack). The work is simply redone: thumbnails are

@@ -31,17 +31,18 @@ func newBus(t *testing.T, prefix, service string) *bus.Bus {
 	b, err := bus.New(bus.Config{ServiceName: service, Client: redistest.Client(t), StreamPrefix: prefix}, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
+	require.NoError(t, photo.RegisterSchemas(context.Background(), b), "every service registers the photo schemas at start")
 	return b
 }
 
-// testConfig is a router config with short timings and the photo schemas.
+// testConfig is a router config with short timings.
 func testConfig() router.Config {
-	return photo.RouterConfig(router.Config{
+	return router.Config{
 		Retry:          middleware.Retry{MaxAttempts: 3, InitialInterval: 5 * time.Millisecond, MaxInterval: 20 * time.Millisecond},
 		HandlerTimeout: 20 * time.Second,
 		CloseTimeout:   5 * time.Second,
 		Subscriber:     bus.SubscriberConfig{BlockTime: 20 * time.Millisecond, ClaimInterval: 200 * time.Millisecond, ClaimMinIdle: 10 * time.Second},
-	})
+	}
 }
 
 // startRouter builds a router on b with cfg, lets register add its handlers,
@@ -69,9 +70,7 @@ type ingress struct {
 
 func newIngress(t *testing.T, prefix string, store photo.Store) *ingress {
 	t.Helper()
-	v, err := middleware.NewValidator(photo.Schemas())
-	require.NoError(t, err)
-	return &ingress{pub: v.Publisher(newBus(t, prefix, "api").Publisher()), store: store}
+	return &ingress{pub: newBus(t, prefix, "api").Publisher(), store: store}
 }
 
 // upload stores data as the original of photo id (unless data is nil) and
@@ -506,14 +505,16 @@ func TestRegisterValidatesItsArguments(t *testing.T) {
 	assert.ErrorIs(t, photo.RegisterWorker(r, photo.WorkerConfig{Store: diskStore(t)}), router.ErrHandlerExists)
 }
 
-func TestRouterConfigAddsSchemas(t *testing.T) {
-	custom := []byte(`{"type":"object"}`)
-	base := router.Config{HandlerTimeout: time.Second, Schemas: map[string][]byte{"order.created": custom, photo.TypeDeleted: custom}}
-	cfg := photo.RouterConfig(base)
-	assert.Equal(t, time.Second, cfg.HandlerTimeout)
-	assert.Len(t, cfg.Schemas, len(photo.Schemas())+1)
-	assert.Equal(t, custom, cfg.Schemas["order.created"])
-	assert.Equal(t, custom, cfg.Schemas[photo.TypeDeleted], "a schema given in base wins")
-	assert.Equal(t, photo.Schemas()[photo.TypeUploaded], cfg.Schemas[photo.TypeUploaded])
-	assert.Len(t, base.Schemas, 2, "base is not modified")
+func TestRegisterSchemasStoresEachTypeOnceAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	prefix := redistest.Prefix(t)
+	b := newBus(t, prefix, "api") // registers once
+	require.NoError(t, photo.RegisterSchemas(ctx, b), "a restart registers the same schemas again")
+	list, err := b.Schemas().List(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, len(photo.Schemas()))
+	for _, s := range list {
+		assert.Equal(t, 1, s.Version, "%s: the same schema registered twice is one version", s.Type)
+		assert.JSONEq(t, string(photo.Schemas()[s.Type]), string(s.Document))
+	}
 }

@@ -1,8 +1,12 @@
 package photo
 
 import (
+	"context"
 	"embed"
+	"fmt"
 	"strings"
+
+	"github.com/shared-infra/eventbus/bus"
 )
 
 // schemaFS holds one JSON Schema (draft 2020-12) per event type, in a file
@@ -32,4 +36,18 @@ func Schemas() map[string][]byte {
 		m[strings.TrimSuffix(e.Name(), ".json")] = b
 	}
 	return m
+}
+
+// RegisterSchemas stores the schema of every photo event type in b's schema
+// registry (bus.SchemaRegistry.Register), so that every publisher on the
+// bus's prefix refuses invalid photo events and every router rejects
+// (dead-letters) invalid ones it receives. Call it at start: a schema that is
+// already the latest version is left as it is, and a changed one becomes a
+// new version only if it accepts the photo events still retained in the
+// streams.
+func RegisterSchemas(ctx context.Context, b *bus.Bus) error {
+	if err := b.Schemas().Register(ctx, Schemas()); err != nil {
+		return fmt.Errorf("photo: register schemas: %w", err)
+	}
+	return nil
 }

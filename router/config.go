@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
-	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/middleware"
@@ -39,14 +38,9 @@ type Config struct {
 	// what has not finished stays pending for another instance.
 	// Default DefaultCloseTimeout.
 	CloseTimeout time.Duration
-	// Schemas are JSON Schemas by event type, checked on every event handled
-	// and every event published through the router's Publisher.
-	Schemas map[string][]byte
 	// AllowLegacy lets events without CloudEvents attributes (written by
 	// watermill-redisstream's default marshaller) through validation.
 	AllowLegacy bool
-	// TracerProvider records spans; nil records none (trace ids still propagate).
-	TracerProvider trace.TracerProvider
 	// Stats collects per-handler counters; nil makes a new collector.
 	Stats *middleware.Stats
 	// Middleware is added inside the default stack, just around each handler.

@@ -24,7 +24,8 @@ var (
 // HandlerFunc handles one event. Returning nil acks it; an error is retried
 // with backoff and, after the last attempt, dead-lettered. Wrap an error in
 // middleware.Permanent to dead-letter at once. Publish follow-up events with
-// the router's Publisher and ctx, so they carry the trace and correlation.
+// ctx (through the bus's Publisher, which r.Publisher returns too), so they
+// carry the trace and correlation.
 type HandlerFunc func(ctx context.Context, msg *message.Message) error
 
 // Router is a Watermill router with the bus's default middleware stack.
@@ -35,7 +36,6 @@ type Router struct {
 	wm        *message.Router
 	tracing   *middleware.Tracing
 	validator *middleware.Validator
-	pub       message.Publisher
 
 	mu       sync.Mutex
 	handlers map[string]*handlerEntry
@@ -65,25 +65,23 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Router, error
 	if err != nil {
 		return nil, err
 	}
-	v, err := middleware.NewValidator(cfg.Schemas)
-	if err != nil {
-		return nil, err
-	}
+	v := middleware.NewValidator(b.Schemas())
 	v.AllowLegacy = cfg.AllowLegacy
-	tr := middleware.NewTracing(cfg.TracerProvider)
+	tr := middleware.NewTracing(b.Config().TracerProvider)
 	r := &Router{
 		bus: b, cfg: cfg, logger: logger, wm: wm, tracing: tr, validator: v,
-		pub:      v.Publisher(tr.Publisher(b.Publisher())),
 		handlers: map[string]*handlerEntry{},
 	}
 	wm.AddConsumerHandler(idleHandler, "idle", idleSubscriber{}, func(*message.Message) error { return nil })
 	return r, nil
 }
 
-// Publisher publishes through the bus with schema validation, a span per
-// publish, and the trace context and correlation/causation ids of the
-// message's context. Use it (with the handler's ctx) inside handlers.
-func (r *Router) Publisher() message.Publisher { return r.pub }
+// Publisher returns the bus's Publisher: the router has no publisher of its
+// own. Whatever publisher a handler uses, an event published with the
+// handler's ctx (msg.SetContext(ctx)) carries the trace context and the
+// correlation/causation ids of the event being handled, and is checked
+// against its type's schema.
+func (r *Router) Publisher() *bus.Publisher { return r.bus.Publisher() }
 
 // Bus returns the bus the router consumes from.
 func (r *Router) Bus() *bus.Bus { return r.bus }
@@ -222,13 +220,17 @@ func (r *Router) stack(name string, o handlerOptions) []message.HandlerMiddlewar
 }
 
 // validate rejects invalid events permanently (so they are dead-lettered at
-// once) and counts each as a failure of the handler.
+// once, with the reason) and counts each as a failure of the handler. A
+// Redis error while reading a schema version is retried.
 func validate(st *middleware.Stats, name string, v *middleware.Validator) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			if err := v.Validate(msg); err != nil {
 				st.Failed(name)
-				return nil, middleware.Permanent(err)
+				if errors.Is(err, middleware.ErrInvalidEvent) {
+					return nil, middleware.Permanent(err)
+				}
+				return nil, err
 			}
 			return h(msg)
 		}

@@ -21,7 +21,6 @@ import (
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/redistest"
 	"github.com/shared-infra/eventbus/internal/routertest"
-	"github.com/shared-infra/eventbus/middleware"
 	"github.com/shared-infra/eventbus/router"
 )
 
@@ -30,9 +29,13 @@ type photo struct {
 	N       int    `json:"n"`
 }
 
-func newBus(t *testing.T, prefix string) *bus.Bus {
+func newBus(t *testing.T, prefix string, mutate ...func(*bus.Config)) *bus.Bus {
 	t.Helper()
-	b, err := bus.New(bus.Config{ServiceName: "svc", Client: redistest.Client(t), StreamPrefix: prefix}, nil)
+	cfg := bus.Config{ServiceName: "svc", Client: redistest.Client(t), StreamPrefix: prefix}
+	for _, m := range mutate {
+		m(&cfg)
+	}
+	b, err := bus.New(cfg, nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
 	return b
@@ -181,12 +184,10 @@ func TestPanickingHandlerDoesNotStopTheRouter(t *testing.T) {
 }
 
 func TestTraceAndCorrelationAcrossThreeHops(t *testing.T) {
-	b := newBus(t, redistest.Prefix(t))
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	cfg := routertest.FastConfig()
-	cfg.TracerProvider = tp
-	r, err := router.New(b, cfg, nil)
+	b := newBus(t, redistest.Prefix(t), func(c *bus.Config) { c.TracerProvider = tp })
+	r, err := router.New(b, routertest.FastConfig(), nil)
 	require.NoError(t, err)
 
 	type seen struct {
@@ -282,10 +283,11 @@ func TestFilterAcksAndCountsSkippedEvents(t *testing.T) {
 }
 
 func TestSchemaViolationIsDeadLetteredWithoutRetry(t *testing.T) {
+	ctx := context.Background()
 	b := newBus(t, redistest.Prefix(t))
-	cfg := routertest.FastConfig()
-	cfg.Schemas = map[string][]byte{"photo.uploaded": []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string","minLength":1}}}`)}
-	r, err := router.New(b, cfg, nil)
+	sch, err := b.Schemas().Put(ctx, "photo.uploaded", []byte(`{"type":"object","required":["photoId"],"properties":{"photoId":{"type":"string","minLength":1}}}`))
+	require.NoError(t, err)
+	r, err := router.New(b, routertest.FastConfig(), nil)
 	require.NoError(t, err)
 	var calls atomic.Int64
 	require.NoError(t, r.AddHandler("strict", "photo.uploaded", func(ctx context.Context, msg *message.Message) error {
@@ -293,17 +295,21 @@ func TestSchemaViolationIsDeadLetteredWithoutRetry(t *testing.T) {
 		return nil
 	}))
 	routertest.Start(t, r)
-	// The router's publisher refuses it...
-	_, err = bus.Publish(context.Background(), r.Publisher(), "photo.uploaded", map[string]int{"n": 1})
-	require.ErrorIs(t, err, middleware.ErrInvalidEvent)
-	// ...and one written past it is dead-lettered at once, with no retry.
-	_, err = bus.Publish(context.Background(), b.Publisher(), "photo.uploaded", map[string]int{"n": 1})
-	require.NoError(t, err)
-	require.Eventually(t, func() bool { l, _ := b.DeadLetters().Len(context.Background()); return l == 1 }, 5*time.Second, 10*time.Millisecond)
+	// The router's publisher is the bus's: it refuses it...
+	_, err = bus.Publish(ctx, r.Publisher(), "photo.uploaded", map[string]int{"n": 1})
+	require.ErrorIs(t, err, bus.ErrSchemaViolation)
+	// ...and one written past it by hand (a non-Go producer's XADD, naming
+	// the schema version) is dead-lettered at once, with no retry.
+	require.NoError(t, b.Client().XAdd(ctx, &redis.XAddArgs{Stream: b.Config().StreamKey("photo.uploaded"), Values: []any{
+		bus.AttrID, "hand-1", bus.AttrType, "photo.uploaded", bus.AttrSource, "node", bus.AttrSpecVersion, "1.0",
+		bus.AttrDataSchema, sch.URI, bus.FieldData, `{"n":1}`,
+	}}).Err())
+	require.Eventually(t, func() bool { l, _ := b.DeadLetters().Len(ctx); return l == 1 }, 5*time.Second, 10*time.Millisecond)
 	assert.Zero(t, calls.Load())
 	assert.Zero(t, r.Stats()["strict"].Retried)
-	d, _ := b.DeadLetters().List(context.Background(), "-", 1)
-	assert.Contains(t, d[0].Reason, "does not match its schema")
+	d, _ := b.DeadLetters().List(ctx, "-", 1)
+	assert.Contains(t, d[0].Reason, "does not match schema "+sch.URI)
+	assert.Contains(t, d[0].Reason, `missing property 'photoId'`)
 }
 
 func TestRemoveHandlerStopsItsConsumptionWhileRouterRuns(t *testing.T) {

@@ -357,6 +357,9 @@ terminal it requires --yes.`,
 				}
 			}
 			n, err := q.Redrive(ctx, f)
+			if errors.Is(err, bus.ErrInvalidData) { // the publisher's checks refused one: the user's to fix
+				return &usageError{err: fmt.Errorf("redrive (%d moved before the refusal): %w", n, err)}
+			}
 			if err != nil {
 				return g.redisError(fmt.Sprintf("redrive (%d moved before the error)", n), err)
 			}

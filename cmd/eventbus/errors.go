@@ -70,7 +70,8 @@ func classify(err error) error {
 	for _, target := range []error{
 		bus.ErrInvalidType, bus.ErrInvalidPattern, bus.ErrInvalidData,
 		bus.ErrInvalidAttribute, bus.ErrEventTooLarge, bus.ErrInvalidConfig,
-		bus.ErrDelayTooLong,
+		bus.ErrDelayTooLong, bus.ErrInvalidSchema, bus.ErrIncompatibleSchema,
+		bus.ErrUnknownSchema,
 	} {
 		if errors.Is(err, target) {
 			return &usageError{err: err}

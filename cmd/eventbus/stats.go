@@ -38,12 +38,18 @@ stream's length and each consumer group reading it — one per handler, named
   LAG        events not yet delivered to the handler ("?" when Redis cannot
              tell: XINFO GROUPS answers a null lag, e.g. after entries were
              deleted from the middle of the stream)
+  LOST       events removed from the stream (a retention cap, or anyone's
+             XTRIM) before the handler read them, as counted by the bus's
+             retention passes; never silent
 
 With --interval, the stream is sampled twice that far apart and the rates of
 publishing (PUB/S) and of delivery to each handler (DELIV/S) are shown.
 
-The dead-letter queue's length follows the table. Everything is read from
-Redis (XINFO STREAM, XINFO GROUPS): no service needs to be running.`,
+Streams are those of the type registry and any other stream under the prefix
+(SCAN ... TYPE stream: written by a plain XADD, or after the registry was
+lost). The dead-letter queue's length follows the table. Everything is read
+from Redis (XINFO STREAM, XINFO GROUPS, the loss counters): no service needs
+to be running.`,
 		Example: `  eventbus stats
   eventbus stats 'photo.>' --interval 5s
   eventbus stats --json | jq '.streams[].groups[] | select(.lag > 1000)'`,
@@ -87,7 +93,8 @@ type groupStats struct {
 	Group           string   `json:"group"`
 	Consumers       int64    `json:"consumers"`
 	Pending         int64    `json:"pending"`
-	Lag             *int64   `json:"lag"` // null when Redis cannot tell
+	Lag             *int64   `json:"lag"`  // null when Redis cannot tell
+	Lost            int64    `json:"lost"` // removed before the group read them
 	EntriesRead     int64    `json:"entriesRead"`
 	LastDeliveredID string   `json:"lastDeliveredId"`
 	DeliveredPerSec *float64 `json:"deliveredPerSec,omitempty"`
@@ -141,6 +148,14 @@ func collectStats(ctx context.Context, c redis.UniversalClient, cfg bus.Config, 
 	if err != nil {
 		return rep, err
 	}
+	// Streams no publisher registered (raw XADD, a lost registry) too.
+	if scanned, err := bus.ScanStreamTypes(ctx, c, cfg.StreamPrefix); err == nil {
+		for _, t := range scanned {
+			if !slices.Contains(types, t) {
+				types = append(types, t)
+			}
+		}
+	}
 	types = slices.DeleteFunc(types, func(t string) bool { return bus.ValidateType(t) != nil || !bus.Match(pattern, t) })
 	if !bus.IsPattern(pattern) && !slices.Contains(types, pattern) {
 		types = append(types, pattern) // a plain type, registered or not
@@ -150,9 +165,11 @@ func collectStats(ctx context.Context, c redis.UniversalClient, cfg bus.Config, 
 	pipe := c.Pipeline()
 	infos := make([]*redis.XInfoStreamCmd, len(types))
 	groups := make([]*redis.XInfoGroupsCmd, len(types))
+	losses := make([]*redis.MapStringStringCmd, len(types))
 	for i, t := range types {
 		infos[i] = pipe.XInfoStream(ctx, cfg.StreamKey(t))
 		groups[i] = pipe.XInfoGroups(ctx, cfg.StreamKey(t))
+		losses[i] = pipe.HGetAll(ctx, cfg.LossKey(t))
 	}
 	dlq := pipe.XLen(ctx, cfg.DeadLetterKey())
 	push := pipe.XLen(ctx, cfg.PushKey())
@@ -182,6 +199,9 @@ func collectStats(ctx context.Context, c redis.UniversalClient, cfg bus.Config, 
 			if gr.Lag >= 0 {
 				lag := gr.Lag
 				st.Lag = &lag
+			}
+			if n, err := strconv.ParseInt(losses[i].Val()[gr.Name], 10, 64); err == nil {
+				st.Lost = n
 			}
 			s.Groups = append(s.Groups, st)
 			s.entriesRead[gr.Name] = gr.EntriesRead
@@ -235,7 +255,7 @@ func printStats(w io.Writer, rep statsReport) error {
 	if rates {
 		cols = append(cols, "PUB/S")
 	}
-	cols = append(cols, "GROUP", "CONSUMERS", "PENDING", "LAG")
+	cols = append(cols, "GROUP", "CONSUMERS", "PENDING", "LAG", "LOST")
 	if rates {
 		cols = append(cols, "DELIV/S")
 	}
@@ -250,7 +270,7 @@ func printStats(w io.Writer, rep statsReport) error {
 			head = append(head, rate(s.PublishedPerSec))
 		}
 		if len(s.Groups) == 0 {
-			row := append(slices.Clone(head), "-", "-", "-", "-")
+			row := append(slices.Clone(head), "-", "-", "-", "-", "-")
 			if rates {
 				row = append(row, "-")
 			}
@@ -263,7 +283,7 @@ func printStats(w io.Writer, rep statsReport) error {
 			if gr.Lag != nil {
 				lag = strconv.FormatInt(*gr.Lag, 10)
 			}
-			row := append(slices.Clone(head), gr.Group, strconv.FormatInt(gr.Consumers, 10), strconv.FormatInt(gr.Pending, 10), lag)
+			row := append(slices.Clone(head), gr.Group, strconv.FormatInt(gr.Consumers, 10), strconv.FormatInt(gr.Pending, 10), lag, strconv.FormatInt(gr.Lost, 10))
 			if rates {
 				row = append(row, rate(gr.DeliveredPerSec))
 			}

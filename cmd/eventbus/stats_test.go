@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -69,7 +70,7 @@ func TestStatsShowsGroupsLagPending(t *testing.T) {
 
 	// The table, with rates over a short interval.
 	r = cli(t, "", with(global, "stats", "photo.*", "--interval", "200ms")...).ok(t)
-	for _, want := range []string{"TYPE", "LAG", "PENDING", "PUB/S", "DELIV/S", "svc.thumbnail", "svc.indexer", "photo.deleted", "dead letters: 0"} {
+	for _, want := range []string{"TYPE", "LAG", "LOST", "PENDING", "PUB/S", "DELIV/S", "svc.thumbnail", "svc.indexer", "photo.deleted", "dead letters: 0"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("stats output lacks %q:\n%s", want, r.stdout)
 		}
@@ -80,8 +81,47 @@ func TestStatsShowsGroupsLagPending(t *testing.T) {
 			thumb = strings.Fields(l)
 		}
 	}
-	// TYPE LENGTH PUB/S GROUP CONSUMERS PENDING LAG DELIV/S LAST
-	if len(thumb) != 9 || thumb[0] != "photo.uploaded" || thumb[1] != "3" || thumb[4] != "1" || thumb[5] != "1" || thumb[6] != "2" {
+	// TYPE LENGTH PUB/S GROUP CONSUMERS PENDING LAG LOST DELIV/S LAST
+	if len(thumb) != 10 || thumb[7] != "0" || thumb[0] != "photo.uploaded" || thumb[1] != "3" || thumb[4] != "1" || thumb[5] != "1" || thumb[6] != "2" {
 		t.Errorf("svc.thumbnail row %q, want photo.uploaded 3 _ svc.thumbnail 1 1 2 _ _", thumb)
+	}
+}
+
+// A stream written by a plain XADD (not in the registry) is listed, and
+// entries trimmed before a group read them show as LOST.
+func TestStatsListsRawStreamsAndLosses(t *testing.T) {
+	t.Parallel()
+	c, prefix, global := setup(t)
+	ctx := t.Context()
+	key := prefix + "raw.hand"
+	if err := c.XGroupCreateMkStream(ctx, key, "svc.h", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		if err := c.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: []any{"id", "x", "type", "raw.hand"}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What a retention pass records for a group (bus.Bus.Trim).
+	lossKey := "{" + key + "}:lost"
+	t.Cleanup(func() { c.Del(context.Background(), lossKey) })
+	if err := c.HSet(ctx, lossKey, "svc.h", 7).Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := cli(t, "", with(global, "stats", "--json")...).ok(t)
+	var rep struct {
+		Streams []struct {
+			Type   string `json:"type"`
+			Groups []struct {
+				Group string `json:"group"`
+				Lost  int64  `json:"lost"`
+			} `json:"groups"`
+		} `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		t.Fatalf("stats --json is not JSON (%v):\n%s", err, r.stdout)
+	}
+	if len(rep.Streams) != 1 || rep.Streams[0].Type != "raw.hand" || len(rep.Streams[0].Groups) != 1 || rep.Streams[0].Groups[0].Lost != 7 {
+		t.Fatalf("stats = %+v, want raw.hand with svc.h lost 7", rep.Streams)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"regexp"
@@ -25,6 +26,9 @@ const (
 	tailBlock          = time.Second     // one XREAD waits this long for entries
 	tailReadCount      = 100             // entries per stream per XREAD
 	defaultTailRefresh = 2 * time.Second // registry re-read for new types
+	// tailClusterPoll is the wait between non-blocking reads of several
+	// cluster slots.
+	tailClusterPoll = 100 * time.Millisecond
 )
 
 type tailOptions struct {
@@ -164,6 +168,7 @@ type tailer struct {
 	start   string // entry id every stream is read after
 
 	keys  []string          // stream keys followed, sorted
+	slot  map[string]int64  // stream key -> hash slot; nil unless on a cluster
 	pos   map[string]string // stream key -> last entry id read
 	topic map[string]string // stream key -> event type
 	out   *bufio.Writer
@@ -190,6 +195,16 @@ func (t *tailer) refresh(ctx context.Context) error {
 		key := t.cfg.StreamKey(typ)
 		if _, ok := t.pos[key]; ok || bus.ValidateType(typ) != nil || !bus.Match(t.pattern, typ) {
 			continue
+		}
+		if _, cluster := t.client.(*redis.ClusterClient); cluster {
+			s, err := t.client.ClusterKeySlot(ctx, key).Result()
+			if err != nil {
+				return err
+			}
+			if t.slot == nil {
+				t.slot = map[string]int64{}
+			}
+			t.slot[key] = s
 		}
 		t.pos[key] = t.start
 		t.topic[key] = typ
@@ -241,16 +256,7 @@ func (t *tailer) run(ctx context.Context) error {
 		if t.opts.count > 0 {
 			count = min(count, int64(t.opts.count-t.seen))
 		}
-		streams := make([]string, 0, 2*len(t.keys))
-		streams = append(streams, t.keys...)
-		for _, k := range t.keys {
-			streams = append(streams, t.pos[k])
-		}
-		res, err := t.client.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: count, Block: min(tailBlock, t.opts.refresh)}).Result()
-		if errors.Is(err, redis.Nil) {
-			w.ok()
-			continue
-		}
+		res, err := t.read(ctx, count)
 		if err != nil {
 			if bus.IsTransient(err) && w.wait(ctx, err) {
 				continue
@@ -335,6 +341,78 @@ func justBefore(ms int64) string {
 		return "0-0"
 	}
 	return fmt.Sprintf("%d-%d", ms-1, uint64(math.MaxUint64))
+}
+
+// read does one XREAD of every stream followed, blocking up to tailBlock
+// (or --refresh) for new entries. In a cluster, streams of different hash
+// slots cannot share an XREAD (CROSSSLOT): there it pipelines one
+// non-blocking XREAD per slot (go-redis sends each node its share) and, when
+// none returned anything, waits tailClusterPoll.
+func (t *tailer) read(ctx context.Context, count int64) ([]redis.XStream, error) {
+	block := min(tailBlock, t.opts.refresh)
+	groups := t.slotGroups()
+	if len(groups) == 1 {
+		res, err := t.client.XRead(ctx, &redis.XReadArgs{Streams: t.streamsArg(groups[0]), Count: count, Block: block}).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return res, err
+	}
+	pipe := t.client.Pipeline()
+	cmds := make([]*redis.XStreamSliceCmd, len(groups))
+	for i, g := range groups {
+		cmds[i] = pipe.XRead(ctx, &redis.XReadArgs{Streams: t.streamsArg(g), Count: count, Block: -1})
+	}
+	_, _ = pipe.Exec(ctx) // each command's error is read below
+	var res []redis.XStream
+	for _, c := range cmds {
+		r, err := c.Result()
+		if errors.Is(err, redis.Nil) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		res = append(res, r...)
+	}
+	if len(res) == 0 {
+		timer := time.NewTimer(min(tailClusterPoll, block))
+		defer timer.Stop()
+		select {
+		case <-ctx.Done():
+		case <-timer.C:
+		}
+	}
+	return res, nil
+}
+
+// slotGroups splits the keys followed by hash slot (one group unless on a
+// cluster), in slot order.
+func (t *tailer) slotGroups() [][]string {
+	if t.slot == nil {
+		return [][]string{t.keys}
+	}
+	by := map[int64][]string{}
+	for _, k := range t.keys {
+		by[t.slot[k]] = append(by[t.slot[k]], k)
+	}
+	slots := slices.Sorted(maps.Keys(by))
+	groups := make([][]string, 0, len(slots))
+	for _, s := range slots {
+		groups = append(groups, by[s])
+	}
+	return groups
+}
+
+// streamsArg is XREAD's STREAMS argument for keys: the keys, then the id
+// each is read after.
+func (t *tailer) streamsArg(keys []string) []string {
+	streams := make([]string, 0, 2*len(keys))
+	streams = append(streams, keys...)
+	for _, k := range keys {
+		streams = append(streams, t.pos[k])
+	}
+	return streams
 }
 
 // connectWait opens the bus and waits until Redis answers: while Redis

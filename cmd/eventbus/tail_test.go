@@ -3,10 +3,15 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
@@ -139,5 +144,92 @@ func TestTailFollowsNewTypes(t *testing.T) {
 	got := map[string]bool{evs[0].ID: true, evs[1].ID: true}
 	if !got[id1] || !got[id2] {
 		t.Errorf("tail printed %+v, want the events %s and %s published after it started", evs, id1, id2)
+	}
+}
+
+// startRedisServer runs a redis-server of the test's own on port (no
+// persistence), stopped at cleanup; it returns the process.
+func startRedisServer(t *testing.T, port int) *exec.Cmd {
+	t.Helper()
+	srv := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--save", "", "--appendonly", "no")
+	if err := srv.Start(); err != nil {
+		t.Fatalf("start redis-server (apt-get install redis-server): %v", err)
+	}
+	t.Cleanup(func() {
+		_ = srv.Process.Kill()
+		_ = srv.Wait()
+	})
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+	defer c.Close()
+	for i := 0; c.Ping(t.Context()).Err() != nil; i++ {
+		if i == 100 {
+			t.Fatalf("redis-server on port %d did not answer PING within 5 s", port)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return srv
+}
+
+// TestTailSurvivesRedisRestart: tail follows on through Redis going away
+// (kill -9) and coming back, says so on stderr, and prints what is
+// published after the restart.
+func TestTailSurvivesRedisRestart(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	srv := startRedisServer(t, port)
+	url := fmt.Sprintf("redis://127.0.0.1:%d/0", port)
+	global := []string{"--redis-url", url}
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+
+	id1 := publish(t, global, "order.created", `{"n":1}`)
+	done := make(chan result, 1)
+	go func() {
+		done <- cliCtx(ctx, t, "", with(global, "--redis-url", url+"?client_name=tail-restart", "tail", "order.created", "--from", "0", "--count", "2", "--refresh", "100ms")...)
+	}()
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1})
+	defer c.Close()
+	for started := false; !started; {
+		select {
+		case r := <-done:
+			t.Fatalf("tail ended early: exit %d\n%s", r.code, r.stderr)
+		case <-ctx.Done():
+			t.Fatal("tail did not start")
+		case <-time.After(20 * time.Millisecond):
+		}
+		// Started = past its first PING (a Redis unreachable at the start
+		// ends tail at once): reading.
+		for l := range strings.SplitSeq(c.ClientList(ctx).Val(), "\n") {
+			started = started || (strings.Contains(l, " name=tail-restart ") && strings.Contains(l, " cmd=xread"))
+		}
+	}
+	_ = srv.Process.Kill()
+	_ = srv.Wait()
+	// An outage longer than go-redis's own retries of a command (3, with
+	// backoff up to 512ms), so that tail itself meets the error.
+	time.Sleep(2500 * time.Millisecond)
+	startRedisServer(t, port)
+	id2 := publish(t, global, "order.created", `{"n":2}`)
+
+	var r result
+	select {
+	case r = <-done:
+	case <-ctx.Done():
+		t.Fatal("tail did not print the event published after the restart")
+	}
+	r.ok(t)
+	evs := parseTail(t, r.stdout)
+	if len(evs) != 2 || evs[0].ID != id1 || evs[1].ID != id2 {
+		t.Errorf("tail printed %+v, want %s then %s", evs, id1, id2)
+	}
+	for _, want := range []string{"waiting for it", "Redis answers again"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr does not say %q:\n%s", want, r.stderr)
+		}
 	}
 }

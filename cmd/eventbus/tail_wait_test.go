@@ -18,11 +18,14 @@ import (
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
-// waitRefused waits until the proxy has refused more than n connections:
+// waitRefused waits until the proxy has refused more than n+4 connections:
 // the command tried to reach the "down" Redis.
 func waitRefused(ctx context.Context, t *testing.T, p *faultproxy.Proxy, n int, done <-chan result) {
 	t.Helper()
-	for p.Refused() <= n {
+	// go-redis itself retries a command 3 times (MaxRetries) before the
+	// command sees the error: wait past those, so the outage reaches the
+	// command and it has to wait for Redis itself.
+	for p.Refused() <= n+4 {
 		select {
 		case r := <-done:
 			t.Fatalf("the command ended while Redis was down: exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
@@ -114,7 +117,7 @@ func TestTailWaitsForRedisAndRidesOutRestarts(t *testing.T) {
 	}
 	for _, w := range []string{"unreachable", "waiting for it", "answers again"} {
 		if !strings.Contains(r.stderr, w) {
-			t.Errorf("stderr does not say %q:\n%s", w, r.stderr)
+			t.Errorf("stderr does not say %q:\n%s\nstdout:\n%s", w, r.stderr, r.stdout)
 		}
 	}
 }

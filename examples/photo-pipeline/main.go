@@ -45,7 +45,8 @@ func main() {
 	var routers []*router.Router
 	service := func(name string, register func(*router.Router) error) *router.Router {
 		b := must(bus.New(bus.Config{ServiceName: name, RedisURL: url, StreamPrefix: prefix}, nil))
-		r := must(router.New(b, photo.RouterConfig(router.Config{}), nil))
+		check(photo.RegisterSchemas(ctx, b)) // at every start: the same schemas stay one version
+		r := must(router.New(b, router.Config{}, nil))
 		check(register(r))
 		go func() { check(r.Run(ctx)) }()
 		<-r.Running()

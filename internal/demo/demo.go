@@ -25,7 +25,6 @@ import (
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/rediskeys"
-	"github.com/shared-infra/eventbus/middleware"
 	"github.com/shared-infra/eventbus/photo"
 	"github.com/shared-infra/eventbus/router"
 )
@@ -250,11 +249,10 @@ func (p *pipeline) start(ctx context.Context, store photo.Store, uploads []uploa
 	if err := p.api.Ping(ctx); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	v, err := middleware.NewValidator(photo.Schemas())
-	if err != nil {
+	if err := photo.RegisterSchemas(ctx, p.api); err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	p.apiPub = v.Publisher(p.api.Publisher())
+	p.apiPub = p.api.Publisher() // the one publish path: it checks the schemas
 
 	p.trace = newTracer(w, uploads)
 	services := []struct {
@@ -272,7 +270,7 @@ func (p *pipeline) start(ctx context.Context, store photo.Store, uploads []uploa
 		if err != nil {
 			return err
 		}
-		cfg := photo.RouterConfig(router.Config{CloseTimeout: 5 * time.Second, Subscriber: p.subscriberConfig()})
+		cfg := router.Config{CloseTimeout: 5 * time.Second, Subscriber: p.subscriberConfig()}
 		r, err := router.New(b, cfg, p.opts.Logger)
 		if err != nil {
 			return fmt.Errorf("demo: %s router: %w", s.name, err)

@@ -3,8 +3,9 @@
  * with fetch rather than EventSource, because EventSource stops for good on a
  * 401 and cannot be given a new token: getToken() is called on every
  * (re)connect and the token is sent as the access_token query parameter the
- * gateway accepts (and as a Bearer header). Events are named by type, gap
- * messages go to onGap, data_base64 is decoded, Last-Event-ID resumes.
+ * gateway accepts (a query parameter, not an Authorization header, so that a
+ * cross-origin stream needs no preflight for it). Events are named by type,
+ * gap messages go to onGap, data_base64 is decoded, Last-Event-ID resumes.
  */
 import { match, validatePattern } from "./topic.js";
 
@@ -31,12 +32,21 @@ export interface BrowserClientOptions {
   /** Resume from this id on the first connect. */
   lastEventId?: string;
   onGap?: (g: Gap) => void;
+  /** Called with every error the client survives: a failed connect (a StreamError for an HTTP status), a handler that threw. */
   onError?: (e: unknown) => void;
   onOpen?: () => void;
   /** Backoff bounds in ms (full jitter); default 500..30000. */
   minBackoffMs?: number;
   maxBackoffMs?: number;
   fetch?: typeof fetch;
+}
+
+/** StreamError is a stream request the gateway answered with an error status (401: the token was refused). */
+export class StreamError extends Error {
+  constructor(readonly status: number, readonly body: string) {
+    super(`gateway stream: HTTP ${status}${body ? `: ${body}` : ""}`);
+    this.name = "StreamError";
+  }
 }
 
 /** backoff returns a full-jitter delay for the attempt'th retry. */
@@ -59,7 +69,8 @@ export function decodeData(obj: Record<string, unknown>): unknown {
 /** BrowserClient subscribes to types and patterns on the gateway's SSE stream. */
 export class BrowserClient {
   private readonly handlers: { pattern: string; fn: (e: StreamEvent<any>) => void }[] = [];
-  private abort?: AbortController;
+  private abort = new AbortController();
+  private started = false;
   private closed = false;
   private lastId?: string;
   /** Connections made so far (for stats). */
@@ -74,36 +85,53 @@ export class BrowserClient {
     return this;
   }
 
-  /** connect starts reading; it reconnects with backoff until close. */
-  connect(): void { void this.run(); }
+  /** connect starts reading; it reconnects with backoff until close. Calling it again does nothing. */
+  connect(): void {
+    if (this.started || this.closed) return;
+    this.started = true;
+    void this.run();
+  }
 
   private async run(): Promise<void> {
     let attempt = 0;
     while (!this.closed) {
+      let opened = false;
       try {
-        await this.once();
-        attempt = 0;
+        await this.once(() => { opened = true; });
       } catch (e) {
         if (this.closed) return;
         this.o.onError?.(e);
       }
       if (this.closed) return;
-      await new Promise((r) => setTimeout(r, backoff(attempt++, this.o.minBackoffMs, this.o.maxBackoffMs)));
+      if (opened) attempt = 0; // a stream that opened and then ended starts the backoff over
+      await this.sleep(backoff(attempt++, this.o.minBackoffMs, this.o.maxBackoffMs));
     }
   }
 
-  private async once(): Promise<void> {
+  /** sleep waits ms, or until close. */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((res) => {
+      const t = setTimeout(res, ms);
+      this.abort.signal.addEventListener("abort", () => { clearTimeout(t); res(); }, { once: true });
+    });
+  }
+
+  private async once(opened: () => void): Promise<void> {
     const u = new URL("/v1/stream", this.o.url);
     const token = this.o.getToken ? await this.o.getToken() : undefined;
+    if (this.closed) return;
     if (token) u.searchParams.set("access_token", token);
     for (const r of this.o.rooms ?? []) u.searchParams.append("rooms", r);
     if (this.lastId) u.searchParams.set("lastEventId", this.lastId);
-    this.abort = new AbortController();
     const headers: Record<string, string> = { Accept: "text/event-stream" };
     if (this.lastId) headers["Last-Event-ID"] = this.lastId;
-    const res = await (this.o.fetch ?? fetch)(u, { headers, signal: this.abort.signal });
-    if (!res.ok || !res.body) throw new Error(`gateway stream: HTTP ${res.status}`);
+    const res = await (this.o.fetch ?? fetch)(u, { headers, signal: this.abort.signal, cache: "no-store" });
+    if (!res.ok || !res.body) {
+      const body = await res.text().catch(() => "");
+      throw new StreamError(res.status, body.slice(0, 500));
+    }
     this.connects++;
+    opened();
     this.o.onOpen?.();
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = "";
@@ -133,18 +161,24 @@ export class BrowserClient {
     if (id) this.lastId = id;
     if (data.length === 0) return;
     const text = data.join("\n");
-    if (event === "gap") { this.o.onGap?.(JSON.parse(text) as Gap); return; }
     let obj: Record<string, unknown>;
-    try { obj = JSON.parse(text); } catch { return; }
+    try { obj = JSON.parse(text); } catch (e) { this.o.onError?.(new Error(`gateway stream: ${event} message is not JSON: ${e}`)); return; }
+    if (event === "gap") { this.call(() => this.o.onGap?.(obj as unknown as Gap)); return; }
     const type = String(obj.type ?? event);
     const ev: StreamEvent = {
       id: String(obj.id ?? ""), type, source: String(obj.source ?? ""), specversion: String(obj.specversion ?? ""),
       time: obj.time as string | undefined, subject: obj.subject as string | undefined,
       data: decodeData(obj) as any, attributes: obj, lastEventId: this.lastId ?? "",
     };
-    for (const h of this.handlers) if (match(h.pattern, type)) h.fn(ev);
+    // A handler that throws is reported and does not keep the others (or
+    // the stream) from going on.
+    for (const h of this.handlers) if (match(h.pattern, type)) this.call(() => h.fn(ev));
   }
 
-  /** close stops reading; idempotent. */
-  close(): void { this.closed = true; this.abort?.abort(); }
+  private call(fn: () => void): void {
+    try { fn(); } catch (e) { this.o.onError?.(e); }
+  }
+
+  /** close stops reading, also a connect or backoff in progress; idempotent. */
+  close(): void { this.closed = true; this.abort.abort(); }
 }

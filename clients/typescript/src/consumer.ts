@@ -21,6 +21,18 @@ export interface ConsumerOptions {
   claimMinIdleMs?: number;
   /** Where a new group starts on an existing stream; default "0" (bus.DefaultStartFrom). */
   startFrom?: string;
+  /**
+   * How often a pattern consumer re-reads the registry set; default 5000 ms
+   * (bus.DefaultResyncInterval). New types are normally found at once through
+   * the registry's Pub/Sub notification; the resync repairs a lost one.
+   */
+  resyncMs?: number;
+  /**
+   * A handler that still throws on this delivery of an event dead-letters it
+   * (with the error as dlq_reason) instead of leaving it pending for another
+   * redelivery; default 10 (router.DefaultMaxDeliveries), -1 for no limit.
+   */
+  maxDeliveries?: number;
   /** Dead-letter stream MAXLEN; default 100000. */
   deadLetterMaxLen?: number;
   /** Called on errors the loop survives. */
@@ -45,6 +57,11 @@ export class Consumer {
   private readonly handlers: { pattern: string; handler: Handler<any> }[] = [];
   private readonly streams = new Set<string>();
   private reader?: Redis | Cluster;
+  private notifier?: Redis | Cluster;
+  private readerId?: number;
+  /** Types announced on the registry channel, not yet subscribed. */
+  private readonly announced = new Set<string>();
+  private wakeUp?: () => void;
   private running?: Promise<void>;
   private closing = false;
   private lastError?: string;
@@ -56,7 +73,7 @@ export class Consumer {
     this.o = {
       group: opts.group, consumer: opts.consumer ?? `${hostname()}-${process.pid}`, streamPrefix: this.keys.prefix,
       batchSize: opts.batchSize ?? 100, blockMs: opts.blockMs ?? 1000, claimMinIdleMs: opts.claimMinIdleMs ?? 30000,
-      startFrom: opts.startFrom ?? "0", deadLetterMaxLen: opts.deadLetterMaxLen ?? DefaultMaxLen, onError: opts.onError,
+      startFrom: opts.startFrom ?? "0", resyncMs: opts.resyncMs ?? 5000, maxDeliveries: opts.maxDeliveries ?? 10, deadLetterMaxLen: opts.deadLetterMaxLen ?? DefaultMaxLen, onError: opts.onError,
     };
   }
 
@@ -67,12 +84,48 @@ export class Consumer {
     return this;
   }
 
-  /** start creates the groups and runs the read loop until close. */
+  /**
+   * start creates the groups and runs the read loop until close. With a
+   * pattern it first subscribes to the registry channel, as the Go bus does
+   * (bus/registry.go), so a type first published after start is announced
+   * and read from its first entry without waiting for the resync.
+   */
   async start(): Promise<void> {
     if (this.running) return;
+    this.closing = false;
     this.reader = (this.client as Redis).duplicate();
+    if (!("nodes" in this.reader)) {
+      // The id lets a notification end a blocked read (CLIENT UNBLOCK) at once.
+      const reader = this.reader;
+      const fetchId = () => reader.client("ID").then((id) => { this.readerId = Number(id); }, () => { this.readerId = undefined; });
+      reader.on("ready", () => { this.readerId = undefined; void fetchId(); });
+      await fetchId();
+    }
+    if (this.handlers.some((h) => isPattern(h.pattern))) {
+      this.notifier = (this.client as Redis).duplicate();
+      this.notifier.on("message", (_ch: string, t: string) => {
+        if (!isValidType(t) || this.streams.has(this.keys.stream(t)) || !this.handlers.some((h) => match(h.pattern, t))) return;
+        this.announced.add(t);
+        this.wake();
+      });
+      await this.notifier.subscribe(this.keys.registry());
+    }
     await this.refreshStreams();
     this.running = this.loop();
+  }
+
+  /** wake ends the loop's current wait: its sleep, or its blocked XREADGROUP. */
+  private wake(): void {
+    this.wakeUp?.();
+    if (this.readerId !== undefined) this.client.client("UNBLOCK", this.readerId).catch(() => undefined);
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((res) => {
+      const t = setTimeout(done, ms);
+      function done() { clearTimeout(t); res(); }
+      this.wakeUp = done;
+    });
   }
 
   private async refreshStreams(): Promise<void> {
@@ -83,11 +136,17 @@ export class Consumer {
         if (isValidType(t) && this.handlers.some((h) => match(h.pattern, t))) types.add(t);
       }
     }
+    // Types already known at start begin at startFrom; later ones at their
+    // first entry, so nothing published before discovery is lost.
+    await this.addTypes(types, this.running ? "0" : this.o.startFrom);
+  }
+
+  private async addTypes(types: Iterable<string>, from: string): Promise<void> {
     for (const t of types) {
       const key = this.keys.stream(t);
       if (this.streams.has(key)) continue;
       try {
-        await this.client.xgroup("CREATE", key, this.o.group, this.o.startFrom, "MKSTREAM");
+        await this.client.xgroup("CREATE", key, this.o.group, from, "MKSTREAM");
       } catch (e) {
         if (!String(e).includes("BUSYGROUP")) throw e;
       }
@@ -100,16 +159,22 @@ export class Consumer {
     let lastRefresh = Date.now();
     while (!this.closing) {
       try {
-        if (Date.now() - lastRefresh > 5000) { await this.refreshStreams(); lastRefresh = Date.now(); }
+        if (this.announced.size) {
+          const types = [...this.announced];
+          this.announced.clear();
+          await this.addTypes(types, "0");
+        }
+        if (Date.now() - lastRefresh > this.o.resyncMs) { await this.refreshStreams(); lastRefresh = Date.now(); }
         if (Date.now() - lastClaim > this.o.claimMinIdleMs / 3) { await this.claim(); lastClaim = Date.now(); }
         const keys = [...this.streams];
-        if (keys.length === 0) { await new Promise((r) => setTimeout(r, this.o.blockMs)); continue; }
-        const res = (await this.reader!.xreadgroup(
+        if (keys.length === 0) { await this.sleep(this.o.blockMs); continue; }
+        // Buffers, not strings: data may be binary (data_base64 at the gateway).
+        const res = (await this.reader!.callBuffer("XREADGROUP", [
           "GROUP", this.o.group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs,
           "STREAMS", ...keys, ...keys.map(() => ">"),
-        )) as [string, [string, string[]][]][] | null;
+        ])) as [Buffer, [Buffer, Buffer[]][]][] | null;
         if (!res) continue;
-        for (const [key, entries] of res) await this.handleBatch(key, entries.map(([id, f]) => [id, f, 1]));
+        for (const [key, entries] of res) await this.handleBatch(key.toString(), entries.map(([id, f]) => [id.toString(), f, 1]));
       } catch (e) {
         if (this.closing) break;
         this.lastError = String(e);
@@ -122,8 +187,8 @@ export class Consumer {
   /** claim takes entries idle longer than claimMinIdleMs (a crashed consumer's) with XAUTOCLAIM. */
   private async claim(): Promise<void> {
     for (const key of this.streams) {
-      const res = (await this.client.xautoclaim(key, this.o.group, this.o.consumer, this.o.claimMinIdleMs, "0-0", "COUNT", this.o.batchSize)) as [string, [string, string[] | null][]];
-      const entries = res[1].filter((e) => e && e[1]) as [string, string[]][];
+      const res = (await this.client.callBuffer("XAUTOCLAIM", [key, this.o.group, this.o.consumer, this.o.claimMinIdleMs, "0-0", "COUNT", this.o.batchSize])) as [Buffer, [Buffer, Buffer[] | null][]];
+      const entries = res[1].filter((e) => e && e[1]).map(([id, f]) => [id.toString(), f]) as [string, Buffer[]][];
       if (entries.length === 0) continue;
       this.stats.claimed += entries.length;
       const pend = (await this.client.xpending(key, this.o.group, entries[0][0], entries[entries.length - 1][0], entries.length, this.o.consumer)) as [string, string, number, number][];
@@ -132,14 +197,14 @@ export class Consumer {
     }
   }
 
-  private async handleBatch(key: string, entries: [string, string[], number][]): Promise<void> {
+  private async handleBatch(key: string, entries: [string, Buffer[], number][]): Promise<void> {
     const topic = key.slice(this.keys.prefix.length);
     const ack: string[] = [];
     for (const [id, flat, delivery] of entries) {
       this.stats.received++;
       const fields: Record<string, string> = {};
       const rawFields: Record<string, Buffer> = {};
-      for (let i = 0; i + 1 < flat.length; i += 2) { fields[flat[i]] = String(flat[i + 1]); rawFields[flat[i]] = Buffer.from(String(flat[i + 1]), "utf8"); }
+      for (let i = 0; i + 1 < flat.length; i += 2) { const k = flat[i].toString(); fields[k] = flat[i + 1].toString("utf8"); rawFields[k] = flat[i + 1]; }
       const bad = this.malformed(topic, fields);
       if (bad) {
         await this.deadLetter(topic, id, delivery, fields, bad);
@@ -152,7 +217,7 @@ export class Consumer {
       const raw = rawFields.data ?? Buffer.alloc(0);
       let data: unknown;
       if (raw.length > 0 && isJSONContentType(fields.datacontenttype ?? "application/json")) {
-        try { data = JSON.parse(raw.toString("utf8")); } catch { await this.deadLetter(topic, id, delivery, fields, "data is not valid JSON"); ack.push(id); continue; }
+        try { data = JSON.parse(raw.toString("utf8")); } catch { await this.deadLetter(topic, id, delivery, fields, `invalid event: data is not valid JSON but datacontenttype is ${JSON.stringify(fields.datacontenttype ?? "application/json")}`, raw); ack.push(id); continue; }
       }
       const ev: Event = {
         id: fields.id, type: fields.type, source: fields.source, specversion: fields.specversion, time: fields.time,
@@ -166,6 +231,11 @@ export class Consumer {
         this.stats.failed++;
         this.lastError = String(e);
         this.o.onError?.(e);
+        if (this.o.maxDeliveries > 0 && delivery >= this.o.maxDeliveries) {
+          const msg = e instanceof Error ? e.message : String(e);
+          await this.deadLetter(topic, id, delivery, fields, `handler failed on delivery ${delivery} (maxDeliveries ${this.o.maxDeliveries}): ${msg}`, raw);
+          ack.push(id);
+        }
       }
     }
     if (ack.length) await this.client.xack(key, this.o.group, ...ack);
@@ -179,21 +249,31 @@ export class Consumer {
     return null;
   }
 
-  /** deadLetter writes the fields bus.DeadLetterQueue.Add writes for a malformed entry. */
-  private async deadLetter(topic: string, streamId: string, delivery: number, f: Record<string, string>, reason: string): Promise<void> {
-    const flat: string[] = [];
-    for (const [k, v] of Object.entries(f)) {
-      if (k.startsWith("_eventbus_") || k.startsWith("dlq_") || k === "redrivegroup" || k === "data") continue;
-      flat.push(k, v);
+  /**
+   * deadLetter writes what bus.DeadLetterQueue.Add writes: for a malformed
+   * entry (the Go subscriber's malformed message) its id and the whole raw
+   * entry as JSON data, with dlq_malformed; for an event whose data is not
+   * JSON (the Go validation middleware's refusal) or whose handler failed
+   * maxDeliveries times, its attributes and data.
+   * Then the dlq_ fields, so `eventbus dlq` lists it.
+   */
+  private async deadLetter(topic: string, streamId: string, delivery: number, f: Record<string, string>, reason: string, raw?: Buffer): Promise<void> {
+    const flat: (string | Buffer)[] = [];
+    if (raw) {
+      for (const [k, v] of Object.entries(f)) {
+        if (k.startsWith("_eventbus_") || k.startsWith("dlq_") || k === "redrivegroup" || k === "data") continue;
+        flat.push(k, v);
+      }
+      flat.push("data", raw);
+    } else {
+      flat.push("id", f.id || crypto.randomUUID(), "data", JSON.stringify(f));
     }
-    const id = f.id || crypto.randomUUID();
-    if (!f.id) flat.push("id", id);
     flat.push(
-      "data", JSON.stringify(f),
-      "dlq_reason", "malformed event: " + reason, "dlq_handler", "", "dlq_group", this.o.group,
-      "dlq_topic", topic, "dlq_attempts", "0", "dlq_delivery", String(delivery), "dlq_stream_id", streamId,
-      "dlq_time", new Date().toISOString(), "dlq_malformed", reason,
+      "dlq_reason", raw ? reason : "malformed event: " + reason, "dlq_handler", "", "dlq_group", this.o.group,
+      "dlq_topic", topic, "dlq_attempts", raw ? "1" : "0", "dlq_delivery", String(delivery), "dlq_stream_id", streamId,
+      "dlq_time", new Date().toISOString(),
     );
+    if (!raw) flat.push("dlq_malformed", reason);
     await this.client.xadd(this.keys.deadLetters(), "MAXLEN", "~", this.o.deadLetterMaxLen, "*", ...flat);
     this.stats.deadLettered++;
   }
@@ -211,6 +291,8 @@ export class Consumer {
     if (this.closing) return;
     this.closing = true;
     this.reader?.disconnect();
+    this.notifier?.disconnect();
+    this.wakeUp?.();
     await this.running?.catch(() => undefined);
   }
 }

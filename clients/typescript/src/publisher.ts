@@ -16,7 +16,12 @@ export interface PublisherOptions {
   defaultContentType?: string;
   /** Largest event (field names + values + data) in bytes; 0 means no limit. */
   maxEventSize?: number;
+  /** Furthest in the future deliverAt may be, in ms; default 90 days (bus.DefaultMaxDelay), -1 for no limit. */
+  maxDelayMs?: number;
 }
+
+/** DefaultMaxDelayMs is bus.DefaultMaxDelay: 90 days. */
+export const DefaultMaxDelayMs = 90 * 24 * 3600 * 1000;
 
 /** PublishInput is one event to publish. data is JSON-encoded unless it is a Buffer/Uint8Array/string. */
 export interface PublishInput {
@@ -33,10 +38,16 @@ export interface PublishInput {
   broadcast?: boolean;
   /** Extension attributes (traceparent, correlationid, ...). */
   attributes?: Record<string, string>;
+  /**
+   * Deliver later: the event is checked and stored now, in the Go bus's
+   * schedule (docs/replay-and-delay.md), and a mover (`eventbus serve`)
+   * writes it to its stream when due. A time not after now delivers at once.
+   */
+  deliverAt?: Date | number;
 }
 
-/** PublishResult is what was written. */
-export interface PublishResult { id: string; streamId: string; fields: Record<string, string> }
+/** PublishResult is what was written. streamId is "" for a scheduled event (not in its stream yet). */
+export interface PublishResult { id: string; streamId: string; fields: Record<string, string>; scheduledFor?: Date }
 
 /** Publisher writes events exactly as the Go bus.Publisher does. The caller owns the client. */
 export class Publisher {
@@ -63,21 +74,62 @@ export class Publisher {
   async publishBatch(type: string, evs: PublishInput[]): Promise<PublishResult[]> {
     if (this.closed) throw new Error("eventbus: publisher is closed");
     try {
-      validateType(type);
+      if (!this.known.has(type)) validateType(type);
       const now = new Date().toISOString();
       const prepared = evs.map((e) => this.prepare(type, e, now));
+      const dues = this.dues(evs);
+      if (dues.some((d) => d > 0)) await this.schedule(type, prepared, dues);
+      const immediate = prepared.filter((_, i) => dues[i] === 0);
       const register = !this.known.has(type);
-      const ids = await write(this.client, {
+      const ids = immediate.length === 0 ? [] : await write(this.client, {
         streamKey: this.keys.stream(type), pushKey: this.keys.push(), registryKey: this.keys.registry(), type,
-        entries: prepared.map((p) => ({ fields: p.flat, addressed: p.addressed })), register, retention: this.retention,
+        entries: immediate.map((p) => ({ fields: p.flat, addressed: p.addressed })), register, retention: this.retention,
       });
-      if (register) this.known.add(type);
+      if (register && immediate.length > 0) this.known.add(type);
       this.stats.published += evs.length;
-      return prepared.map((p, i) => ({ id: p.fields.id, streamId: ids[i], fields: p.fields }));
+      let next = 0;
+      return prepared.map((p, i) => dues[i] > 0
+        ? { id: p.fields.id, streamId: "", fields: p.fields, scheduledFor: new Date(dues[i]) }
+        : { id: p.fields.id, streamId: ids[next++], fields: p.fields });
     } catch (err) {
       this.stats.errors++;
       throw err;
     }
+  }
+
+  /** dues returns each event's due time in Unix ms, 0 for now; it throws for one past maxDelayMs. */
+  private dues(evs: PublishInput[]): number[] {
+    const now = Date.now();
+    const max = this.opts.maxDelayMs ?? DefaultMaxDelayMs;
+    return evs.map((e, i) => {
+      if (e.deliverAt === undefined) return 0;
+      const due = e.deliverAt instanceof Date ? e.deliverAt.getTime() : e.deliverAt;
+      if (!Number.isFinite(due)) throw new TypeError(`event ${i + 1} of ${evs.length}: deliverAt is not a valid time`);
+      if (due <= now) return 0;
+      if (max > 0 && due - now > max) {
+        throw new RangeError(`event ${i + 1} of ${evs.length}: deliverAt ${new Date(due).toISOString()} is beyond the scheduling horizon (maxDelayMs ${max}); nothing written`);
+      }
+      return due;
+    });
+  }
+
+  /**
+   * schedule stores delayed events as bus.Publisher does (bus/delay.go): the
+   * schedule key in the set of schedules, then, in one MULTI on one slot,
+   * each event's fields as netstrings in the schedule's hash and its id in
+   * the schedule's sorted set, scored by its due time.
+   */
+  private async schedule(type: string, prepared: { fields: Record<string, string>; flat: (string | Buffer)[] }[], dues: number[]): Promise<void> {
+    const zkey = `{${this.keys.stream(type)}}:scheduled`;
+    await this.client.sadd(this.keys.schedules(), zkey);
+    const m = this.client.multi();
+    prepared.forEach((p, i) => {
+      if (dues[i] === 0) return;
+      m.hset(zkey + ":data", p.fields.id, netstrings(p.flat));
+      m.zadd(zkey, dues[i], p.fields.id);
+    });
+    const res = await m.exec();
+    for (const [err] of res ?? []) if (err) throw err;
   }
 
   private prepare(type: string, e: PublishInput, now: string) {
@@ -94,8 +146,9 @@ export class Publisher {
     f.type = type;
     f.specversion = SpecVersion;
     f.source = e.source ?? f.source ?? this.opts.serviceName;
-    f.time = e.time ?? f.time ?? now;
-    if (Number.isNaN(Date.parse(f.time))) throw new TypeError(`time ${f.time} is not RFC 3339`);
+    const time = e.time ?? f.time;
+    if (time !== undefined && Number.isNaN(Date.parse(time))) throw new TypeError(`time ${time} is not RFC 3339`);
+    f.time = time ?? now;
     f.datacontenttype = e.datacontenttype ?? f.datacontenttype ?? this.opts.defaultContentType ?? DefaultContentType;
     if (e.subject) f.subject = e.subject;
     if (e.dataschema) f.dataschema = e.dataschema;
@@ -104,11 +157,12 @@ export class Publisher {
     if (e.broadcast !== undefined) f.broadcast = String(e.broadcast);
     if (f.broadcast && f.broadcast !== "true" && f.broadcast !== "false") throw new TypeError(`broadcast must be "true" or "false"`);
     let data: Buffer;
+    let encoded = false; // JSON.stringify made it: valid JSON, no need to parse it again
     if (e.data === undefined) data = Buffer.alloc(0);
     else if (Buffer.isBuffer(e.data) || e.data instanceof Uint8Array) data = Buffer.from(e.data as Uint8Array);
     else if (typeof e.data === "string" && !isJSONContentType(f.datacontenttype)) data = Buffer.from(e.data);
-    else data = Buffer.from(JSON.stringify(e.data));
-    if (data.length > 0 && isJSONContentType(f.datacontenttype)) {
+    else { data = Buffer.from(JSON.stringify(e.data)); encoded = true; }
+    if (!encoded && data.length > 0 && isJSONContentType(f.datacontenttype)) {
       try { JSON.parse(data.toString("utf8")); } catch { throw new TypeError(`data is not valid JSON but datacontenttype is ${f.datacontenttype}`); }
     }
     const flat: (string | Buffer)[] = [];
@@ -122,4 +176,14 @@ export class Publisher {
 
   /** close stops further publishing; the Redis client stays the caller's. Idempotent. */
   close(): void { this.closed = true; }
+}
+
+/** netstrings encodes fields as bus/delay.go's encodeFields does: "<byte length>:<bytes>" each. */
+function netstrings(fields: (string | Buffer)[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const f of fields) {
+    const b = typeof f === "string" ? Buffer.from(f, "utf8") : f;
+    parts.push(Buffer.from(`${b.length}:`), b);
+  }
+  return Buffer.concat(parts);
 }

@@ -32,6 +32,8 @@ export class Keys {
   registry(): string { return this.prefix + "$types"; }
   push(): string { return this.prefix + "$push"; }
   deadLetters(): string { return this.prefix + "$dlq"; }
+  /** The set of every schedule key (bus.Config.SchedulesKey). */
+  schedules(): string { return this.prefix + "$scheduled"; }
 }
 
 /** isJSONContentType mirrors bus.IsJSONContentType. */

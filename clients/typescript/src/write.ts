@@ -30,6 +30,10 @@ function trim(r: Retention): (string | number)[] {
 /** write runs op and returns the stream ids of the type's entries. */
 export async function write(client: Redis | Cluster, op: WriteOp): Promise<string[]> {
   const t = trim(op.retention);
+  if (op.entries.length === 1 && !op.register && !op.entries[0].addressed) {
+    // The common case, one plain XADD (as the Go publisher's fast path).
+    return [String(await client.xadd(op.streamKey, ...(t as any[]), "*", ...(op.entries[0].fields as any[])))];
+  }
   const pipe = client.pipeline();
   for (const e of op.entries) {
     pipe.xadd(op.streamKey, ...(t as any[]), "*", ...(e.fields as any[]));

@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import { Publisher, Consumer, BrowserClient, backoff } from "../dist/esm/index.js";
+import { Publisher, Consumer, BrowserClient, backoff, toCloudEvent } from "../dist/esm/index.js";
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 
@@ -78,4 +78,74 @@ test("browser client parses SSE blocks: typed handlers, gap, data_base64, last i
   assert.equal(seen[1].lastEventId, "2-0");
   assert.equal(gaps[0].message, "lost");
   for (let i = 0; i < 20; i++) { const d = backoff(i, 100, 1000); assert.ok(d >= 100 && d <= 1000); }
+});
+
+test("a pattern consumer finds a new type through the registry notification, not the resync", async (t) => {
+  const { r, prefix } = await client(t);
+  // A resync and a read block far longer than the test's bound: only the
+  // notification (and CLIENT UNBLOCK of the blocked read) can deliver in time.
+  const c = new Consumer(r, { group: "g", streamPrefix: prefix, blockMs: 30000, resyncMs: 600000 });
+  const got = [];
+  const both = new Promise((res) => c.subscribe("photo.>", (ev) => { got.push(ev.type); if (got.length === 2) res(); }));
+  t.after(() => c.close());
+  const p = new Publisher(r, { serviceName: "node-test", streamPrefix: prefix });
+  await p.publish("photo.uploaded", { data: { n: 1 } }); // known at start
+  await c.start();
+  await p.publish("photo.processing.done", { data: { n: 2 } }); // first published after start
+  let timer;
+  const bound = new Promise((_, rej) => { timer = setTimeout(() => rej(new Error(`new type not discovered within 10s (got ${got})`)), 10000); });
+  await Promise.race([both, bound]).finally(() => clearTimeout(timer));
+  assert.deepEqual(got.sort(), ["photo.processing.done", "photo.uploaded"]);
+  assert.equal((await c.health()).streams, 2);
+});
+
+test("binary data arrives byte for byte; a handler that keeps failing is dead-lettered at maxDeliveries", async (t) => {
+  const { r, prefix } = await client(t);
+  const p = new Publisher(r, { serviceName: "node-test", streamPrefix: prefix });
+  const bytes = Uint8Array.from([0, 1, 2, 0xc3, 0x28, 255]); // not UTF-8
+  const bin = await p.publish("blob.stored", { data: bytes, datacontenttype: "application/octet-stream" });
+  const bad = await p.publish("blob.stored", { data: { poison: true } });
+  const got = [];
+  const errors = [];
+  const c = new Consumer(r, { group: "g", streamPrefix: prefix, blockMs: 50, claimMinIdleMs: 150, maxDeliveries: 2, onError: (e) => errors.push(e) });
+  t.after(() => c.close());
+  const dead = new Promise((res) => {
+    c.subscribe("blob.stored", (ev) => {
+      if (ev.data?.poison) throw new Error(`poison ${ev.delivery}`);
+      got.push(ev);
+    });
+    const poll = setInterval(async () => { if ((await r.xlen(prefix + "$dlq")) > 0) { clearInterval(poll); res(); } }, 50);
+  });
+  await c.start();
+  await dead;
+  assert.equal(got.length, 1);
+  assert.equal(got[0].id, bin.id);
+  assert.deepEqual([...got[0].raw], [...bytes]);
+  const [[, flat]] = await r.xrange(prefix + "$dlq", "-", "+");
+  const f = Object.fromEntries(flat.reduce((a, x, i) => (i % 2 ? a[a.length - 1].push(x) : a.push([x]), a), []));
+  assert.equal(f.id, bad.id);
+  assert.equal(f.type, "blob.stored");
+  assert.equal(f.data, '{"poison":true}');
+  assert.equal(f.dlq_delivery, "2");
+  assert.match(f.dlq_reason, /handler failed on delivery 2 \(maxDeliveries 2\): poison 2/);
+  assert.equal(f.dlq_malformed, undefined);
+  assert.equal(errors.length, 2);
+  assert.equal((await r.xpending(prefix + "blob.stored", "g"))[0], 0, "acked once dead-lettered");
+});
+
+test("deliverAt: scheduled, not written to the stream; beyond maxDelayMs nothing is written; ingress sends deliverat", async (t) => {
+  const { r, prefix } = await client(t);
+  const p = new Publisher(r, { serviceName: "node-test", streamPrefix: prefix, maxDelayMs: 60000 });
+  const at = new Date(Date.now() + 30000);
+  const [later, now] = await p.publishBatch("photo.reminder", [{ data: { n: 1 }, deliverAt: at }, { data: { n: 2 } }]);
+  assert.equal(later.streamId, "");
+  assert.equal(later.scheduledFor.getTime(), at.getTime());
+  assert.notEqual(now.streamId, "");
+  const entries = await r.xrange(prefix + "photo.reminder", "-", "+");
+  assert.deepEqual(entries.map(([, f]) => f[f.indexOf("id") + 1]), [now.id]);
+  assert.equal(Number(await r.zscore(`{${prefix}photo.reminder}:scheduled`, later.id)), at.getTime());
+  assert.deepEqual(await r.smembers(prefix + "$scheduled"), [`{${prefix}photo.reminder}:scheduled`]);
+  await assert.rejects(p.publish("photo.reminder", { deliverAt: Date.now() + 120000 }), /beyond the scheduling horizon/);
+  assert.equal(await r.zcard(`{${prefix}photo.reminder}:scheduled`), 1, "nothing more scheduled");
+  assert.equal(toCloudEvent("photo.reminder", { deliverAt: at }, "/s").deliverat, at.toISOString());
 });
