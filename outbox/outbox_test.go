@@ -85,13 +85,13 @@ func TestInvalidEventFailsTheTransaction(t *testing.T) {
 		name  string
 		topic string
 		data  any
-		opts  []bus.Option
+		md    map[string]string // set on the message's metadata directly
 		is    error
 	}{
 		{"bad type", "Photo..x", map[string]int{}, nil, bus.ErrInvalidType},
 		{"fails schema", photo.TypeUploaded, map[string]string{"photoId": "p"}, nil, bus.ErrSchemaViolation},
-		{"bad attribute", "order.placed", map[string]int{}, []bus.Option{bus.WithAttribute(bus.AttrBroadcast, "yes")}, bus.ErrInvalidAttribute},
-		{"reserved key", "order.placed", map[string]int{}, []bus.Option{bus.WithAttribute(bus.FieldData, "x")}, bus.ErrInvalidAttribute},
+		{"bad attribute", "order.placed", map[string]int{}, map[string]string{bus.AttrBroadcast: "yes"}, bus.ErrInvalidAttribute},
+		{"reserved key", "order.placed", map[string]int{}, map[string]string{bus.FieldData: "x"}, bus.ErrInvalidAttribute},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -99,7 +99,12 @@ func TestInvalidEventFailsTheTransaction(t *testing.T) {
 			require.NoError(t, err)
 			_, err = tx.ExecContext(ctx, `INSERT INTO "`+e.photos+`" (id, owner, event_id) VALUES ($1, 'u', 'x')`, c.name)
 			require.NoError(t, err)
-			_, err = bus.Publish(ctx, e.ob.Publisher(tx), c.topic, c.data, c.opts...)
+			msg, err := bus.NewMessage(ctx, c.data)
+			require.NoError(t, err)
+			for k, v := range c.md {
+				msg.Metadata.Set(k, v)
+			}
+			err = e.ob.Publish(tx, c.topic, msg)
 			require.Error(t, err)
 			assert.True(t, errors.Is(err, c.is), "error %q should wrap %v", err, c.is)
 			// A caller that commits anyway gets an error and writes nothing.
