@@ -80,6 +80,14 @@ type Config struct {
 	// Durability, when its Replicas is set, makes every publish wait (Redis
 	// WAIT) until that many replicas have its entries; see Durability.
 	Durability Durability
+
+	// DedupWindow is how long an event id written to a stream is remembered:
+	// a publish of the same id to the same stream within it writes nothing
+	// and succeeds, and marks the message (IsDuplicate). It also absorbs
+	// go-redis retrying a write whose reply was lost. Default
+	// DefaultDedupWindow (2 minutes); -1 turns deduplication off. See
+	// docs/reliability.md for what it costs.
+	DedupWindow time.Duration
 }
 
 // Retention says how streams are trimmed on every publish ("~", approximate,
@@ -113,6 +121,9 @@ func (c *Config) setDefaults() {
 		c.SchedulePollInterval = DefaultSchedulePollInterval
 	}
 	c.Durability.setDefaults()
+	if c.DedupWindow == 0 {
+		c.DedupWindow = DefaultDedupWindow
+	}
 }
 
 // Validate reports every problem with the config at once. It never changes c.
@@ -155,6 +166,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("SchedulePollInterval %s: use at least 1ms, or -1 for no mover", c.SchedulePollInterval))
 	}
 	errs = append(errs, c.Durability.validate()...)
+	if c.DedupWindow < -1 || (c.DedupWindow > 0 && c.DedupWindow < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("DedupWindow %s: use at least 1ms, 0 for the default or -1 for no deduplication", c.DedupWindow))
+	}
 	if len(errs) == 0 {
 		return nil
 	}
