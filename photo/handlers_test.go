@@ -517,3 +517,25 @@ func TestRouterConfigAddsSchemas(t *testing.T) {
 	assert.Equal(t, photo.Schemas()[photo.TypeUploaded], cfg.Schemas[photo.TypeUploaded])
 	assert.Len(t, base.Schemas, 2, "base is not modified")
 }
+
+// A completed event that reaches the notifier twice (written twice by a
+// producer without deduplication, as a redelivery brings it again) gives
+// its owner one notification: the notifier runs once per event (WithDedup).
+func TestNotifierNotifiesOncePerEvent(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	b := newBus(t, prefix, "notifier")
+	r := startRouter(t, b, testConfig(), func(r *router.Router) error { return photo.RegisterNotifier(r) })
+	raw, err := bus.New(bus.Config{ServiceName: "raw", Client: b.Client(), StreamPrefix: prefix, DedupWindow: -1}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = raw.Close() })
+	for range 2 {
+		_, err := bus.Publish(t.Context(), raw.Publisher(), photo.TypeProcessingCompleted, photo.ProcessingCompleted{
+			PhotoID: "p1", OwnerID: "alice", Width: 10, Height: 10, Format: photo.FormatJPEG, DurationMs: 1,
+		}, bus.WithID("completed-p1"), bus.WithSubject("p1"))
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return r.Stats()[photo.HandlerNotifyCompleted].Acked == 2 }, 10*time.Second, 10*time.Millisecond)
+	assert.EqualValues(t, 1, r.Stats()[photo.HandlerNotifyCompleted].Duplicates)
+	assert.Len(t, events[photo.Notification](t, b, photo.TypeNotification), 1)
+	assert.Len(t, pushEntries(t, b), 1, "one notification for the browser")
+}
