@@ -297,3 +297,26 @@ func TestDedupAfterScriptFlush(t *testing.T) {
 	assert.Equal(t, []string{"p2"}, streamIDs(t, c, b.Config().PushKey()))
 	assert.Equal(t, int64(1), pub.Duplicates())
 }
+
+// BenchmarkPublishDedup is one event per Publish to a known type with
+// deduplication on (the default) and off: the cost of the dedup script.
+//
+//	go test -run '^$' -bench PublishDedup -benchtime 2s ./bus/
+func BenchmarkPublishDedup(b *testing.B) {
+	for _, tc := range []struct {
+		name   string
+		window time.Duration
+	}{{"on", 0}, {"off", -1}} {
+		b.Run(tc.name, func(b *testing.B) {
+			bb := newTestBus(b, func(c *bus.Config) { c.DedupWindow = tc.window; c.Retention.MaxLen = 10_000 })
+			pub := bb.Publisher()
+			require.NoError(b, pub.Publish("bench.dedup", message.NewMessage(watermill.NewUUID(), []byte(`{"n":1}`))))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := pub.Publish("bench.dedup", message.NewMessage(watermill.NewUUID(), []byte(`{"n":1}`))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
