@@ -354,11 +354,11 @@ func TestWorkerRetriesTransientStoreErrors(t *testing.T) {
 	assert.Zero(t, st.DeadLettered)
 	assert.Empty(t, events[photo.ProcessingFailed](t, b, photo.TypeProcessingFailed))
 	assert.Len(t, events[photo.ProcessingCompleted](t, b, photo.TypeProcessingCompleted), 1)
-	// The retried attempts published "started" again, under the same event id.
+	// The retried attempts published "started" again, under the same event
+	// id: the publisher's deduplication stored it once.
 	started := events[photo.ProcessingStarted](t, b, photo.TypeProcessingStarted)
-	require.Len(t, started, 3)
-	assert.Equal(t, started[0].ID, started[1].ID)
-	assert.Equal(t, started[0].ID, started[2].ID)
+	require.Len(t, started, 1)
+	assert.GreaterOrEqual(t, b.Publisher().Duplicates(), int64(2), "the repeats were not dropped by the publisher")
 }
 
 func TestTwoWorkersProcessABatchExactlyOnce(t *testing.T) {
