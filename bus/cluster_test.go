@@ -375,7 +375,7 @@ func TestClusterEveryCommandOneSlot(t *testing.T) {
 	}
 	sort.Strings(names)
 	t.Logf("commands sent: %v", commands)
-	for _, want := range []string{"xadd", "sadd", "publish", "xreadgroup", "xack", "xclaim", "xpending", "xgroup"} {
+	for _, want := range []string{"evalsha", "sadd", "publish", "xreadgroup", "xack", "xclaim", "xpending", "xgroup"} {
 		assert.Contains(t, names, want, "the test did not exercise %s", want)
 	}
 }
@@ -421,4 +421,54 @@ func TestClusterReadHonorsBatchSize(t *testing.T) {
 	}
 	assert.LessOrEqual(t, pending, int64(max(cfg.BatchSize, len(types))), "entries read and not acked, BatchSize %d, %d streams", cfg.BatchSize, len(types))
 	held.Ack()
+}
+
+// TestClusterDedup publishes every event twice (singly and in batches, some
+// addressed so that they have a push copy) to types whose streams spread
+// over every master: each stream and the push stream hold each id once, and
+// no command was rejected for spanning slots (the dedup key is hash-tagged
+// to its stream, so the script names keys of one slot).
+func TestClusterDedup(t *testing.T) {
+	c, checker := checkedClusterClient(t)
+	prefix := redistest.Prefix(t)
+	b := newClusterBus(t, c, prefix, nil)
+	types, perMaster := clusterTypes(t, c, prefix, "cl.dedup", 9)
+	require.Len(t, perMaster, 3)
+	pub := b.Publisher()
+	for round := range 2 {
+		for i, typ := range types {
+			single := message.NewMessage(typ+"-single", []byte(`{}`))
+			require.NoError(t, pub.Publish(typ, single))
+			batch := []*message.Message{
+				message.NewMessage(typ+"-b1", []byte(`{}`)),
+				message.NewMessage(typ+"-b2", []byte(`{}`)),
+			}
+			if i%2 == 0 {
+				batch[1].Metadata.Set(bus.AttrUser, "u1")
+			}
+			require.NoError(t, pub.Publish(typ, batch...))
+			_, dup := bus.IsDuplicate(batch[0])
+			assert.Equal(t, round == 1, dup, "round %d, %s", round, batch[0].UUID)
+		}
+	}
+	pushed := 0
+	for i, typ := range types {
+		xs, err := c.XRange(t.Context(), b.Config().StreamKey(typ), "-", "+").Result()
+		require.NoError(t, err)
+		var ids []string
+		for _, x := range xs {
+			ids = append(ids, fmt.Sprint(x.Values[bus.AttrID]))
+		}
+		assert.Equal(t, []string{typ + "-single", typ + "-b1", typ + "-b2"}, ids)
+		if i%2 == 0 {
+			pushed++
+		}
+	}
+	n, err := c.XLen(t.Context(), b.Config().PushKey()).Result()
+	require.NoError(t, err)
+	assert.Equal(t, int64(pushed), n, "push copies")
+	assert.Equal(t, int64(3*len(types)), pub.Duplicates())
+	errs, _, commands := checker.snapshot()
+	assert.Empty(t, errs, "cross-slot or redirect errors")
+	assert.Positive(t, commands["evalsha"], "the dedup script was not used")
 }

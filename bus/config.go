@@ -105,6 +105,14 @@ type Config struct {
 	// DefaultDiscoveryInterval (30s, six times DefaultResyncInterval); -1
 	// runs no sweep in this bus.
 	DiscoveryInterval time.Duration
+
+	// DedupWindow is how long an event id written to a stream is remembered:
+	// a publish of the same id to the same stream within it writes nothing
+	// and succeeds, and marks the message (IsDuplicate). It also absorbs
+	// go-redis retrying a write whose reply was lost. Default
+	// DefaultDedupWindow (2 minutes); -1 turns deduplication off. See
+	// docs/reliability.md for what it costs.
+	DedupWindow time.Duration
 }
 
 // Retention says how long streams keep their entries. Acking never frees
@@ -179,6 +187,9 @@ func (c *Config) setDefaults() {
 		c.SchemaResyncInterval = DefaultSchemaResyncInterval
 	}
 	c.Durability.setDefaults()
+	if c.DedupWindow == 0 {
+		c.DedupWindow = DefaultDedupWindow
+	}
 }
 
 // Validate reports every problem with the config at once. It never changes c.
@@ -240,6 +251,9 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("SchemaResyncInterval %s must be at least 1ms", c.SchemaResyncInterval))
 	}
 	errs = append(errs, c.Durability.validate()...)
+	if c.DedupWindow < -1 || (c.DedupWindow > 0 && c.DedupWindow < time.Millisecond) {
+		errs = append(errs, fmt.Errorf("DedupWindow %s: use at least 1ms, 0 for the default or -1 for no deduplication", c.DedupWindow))
+	}
 	if len(errs) == 0 {
 		return nil
 	}

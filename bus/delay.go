@@ -45,7 +45,7 @@ var ErrNotScheduled = errors.New("eventbus: event is not scheduled")
 // and written to its stream at t (within the movers' poll interval). A time
 // not after now delivers at once. See docs/replay-and-delay.md.
 func WithDeliverAt(t time.Time) Option {
-	return WithAttribute(MetaDeliverAt, strconv.FormatInt(t.UnixMilli(), 10))
+	return setMeta(MetaDeliverAt, strconv.FormatInt(t.UnixMilli(), 10)) // reserved for WithAttribute
 }
 
 // WithDelay delays the event by d from the moment the option is applied.

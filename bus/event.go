@@ -52,8 +52,19 @@ func WithCorrelationID(id string) Option { return WithAttribute(AttrCorrelationI
 // idempotent for consumers that deduplicate by id.
 func WithID(id string) Option { return func(m *message.Message) { m.UUID = id } }
 
-// WithAttribute sets any attribute (a CloudEvents extension, for instance).
+// WithAttribute sets any attribute (a CloudEvents extension, for instance)
+// except the reserved ones the bus uses internally (see
+// CheckAttributeName): a message given a reserved one is refused by
+// NewMessage and by the Publisher with an error wrapping
+// ErrReservedAttribute that names it, and the attribute is not set.
 func WithAttribute(key, value string) Option {
+	if CheckAttributeName(key) != nil {
+		return func(m *message.Message) {
+			if _, ok := m.Metadata[metaOptionError]; !ok {
+				m.Metadata.Set(metaOptionError, key)
+			}
+		}
+	}
 	return func(m *message.Message) { m.Metadata.Set(key, value) }
 }
 
@@ -68,6 +79,9 @@ func NewMessage[T any](ctx context.Context, data T, opts ...Option) (*message.Me
 	msg.Metadata.Set(AttrDataContentType, DefaultContentType)
 	for _, o := range opts {
 		o(msg)
+	}
+	if err := optionError(msg); err != nil {
+		return nil, err
 	}
 	if ctx != nil {
 		msg.SetContext(ctx)

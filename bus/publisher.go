@@ -41,6 +41,8 @@ type Publisher struct {
 	known  sync.Map // event type -> struct{}: types already in the registry
 	closed atomic.Bool
 	counts publishCounts
+
+	dedupStats dedupStats // dedup.go
 }
 
 var _ message.Publisher = (*Publisher)(nil)
@@ -119,19 +121,20 @@ func (p *Publisher) publish(topic string, msgs []*message.Message) error {
 func (p *Publisher) write(ctx context.Context, topic string, msgs []*message.Message, fields [][]any, addressed bool) error {
 	key := p.cfg.StreamKey(topic)
 	_, registered := p.known.Load(topic)
+	// Entries are written by dedup.go (deduplicated by event id).
 	if len(msgs) == 1 && registered && !addressed && !p.durable() {
-		if err := p.client.XAdd(ctx, p.xaddArgs(key, fields[0])).Err(); err != nil {
-			return fmt.Errorf("publish %s to %s: %w", msgs[0].UUID, key, err)
-		}
-		return nil
+		return p.writeOne(ctx, key, topic, msgs[0], fields[0])
 	}
 	pipe := p.client.Pipeline()
+	ws := make([]*entryWrite, 0, len(fields))
 	for i, f := range fields {
-		pipe.XAdd(ctx, p.xaddArgs(key, f))
+		ws = append(ws, p.newWrite(ctx, key, topic, msgs[i], f, false))
+		p.queue(ctx, pipe, ws[len(ws)-1], f)
 		if IsAddressed(msgs[i]) {
 			// The copy for browser delivery: one stream, so that an SSE
 			// event id is one stream id and a reconnect resumes with XRANGE.
-			pipe.XAdd(ctx, p.xaddArgs(p.cfg.PushKey(), f))
+			ws = append(ws, p.newWrite(ctx, p.cfg.PushKey(), topic, msgs[i], f, true))
+			p.queue(ctx, pipe, ws[len(ws)-1], f)
 		}
 	}
 	if !registered {
@@ -140,7 +143,7 @@ func (p *Publisher) write(ctx context.Context, topic string, msgs []*message.Mes
 		pipe.SAdd(ctx, p.cfg.RegistryKey(), topic)
 		pipe.Publish(ctx, p.cfg.RegistryKey(), topic)
 	}
-	if err := p.exec(ctx, pipe); err != nil { // durability.go: WAIT for replicas
+	if err := p.execWrites(ctx, pipe, ws); err != nil { // durability.go: WAIT for replicas
 		return fmt.Errorf("publish %d event(s) to %s: %w", len(msgs), key, err)
 	}
 	if !registered {
@@ -170,6 +173,9 @@ func (p *Publisher) prepare(topic string, msg *message.Message, now string, sch 
 	if md == nil {
 		md = make(message.Metadata)
 		msg.Metadata = md
+	}
+	if err := optionError(msg); err != nil { // reserved.go: WithAttribute of a reserved name
+		return nil, err
 	}
 	if t := md.Get(AttrType); t != "" && t != topic {
 		return nil, fmt.Errorf("%w: type attribute %q does not match the topic %q it is published to", ErrInvalidAttribute, t, topic)

@@ -19,3 +19,16 @@ func TestKeySlot(t *testing.T) {
 		t.Error("keys with the same hash tag must share a slot")
 	}
 }
+
+// The dedup key of an event shares the slot of its stream (and of the push
+// stream for a push copy), so that one script can check it and write.
+func TestDedupKeySlot(t *testing.T) {
+	c := Config{StreamPrefix: DefaultStreamPrefix}
+	for _, stream := range []string{c.StreamKey("photo.uploaded"), c.StreamKey("a"), c.PushKey()} {
+		for _, id := range []string{"x", "{odd}id", "0f8fad5b-d9cb-469f-a165-70867728950e"} {
+			if got, want := keySlot(c.DedupKey(stream, id)), keySlot(stream); got != want {
+				t.Errorf("slot of %s = %d, stream %s has %d", c.DedupKey(stream, id), got, stream, want)
+			}
+		}
+	}
+}

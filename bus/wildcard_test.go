@@ -753,12 +753,26 @@ func (l *commandLog) take() (single []string, pipelines [][]string) {
 }
 
 func TestPublishKnownTypeCostsOneCommand(t *testing.T) {
+	// With deduplication (the default) each write is the dedup script
+	// (EVALSHA), without it a plain XADD.
+	for _, tc := range []struct {
+		write  string
+		window time.Duration
+	}{{"evalsha", 0}, {"xadd", -1}} {
+		t.Run(tc.write, func(t *testing.T) { testPublishKnownTypeCostsOneCommand(t, tc.write, tc.window) })
+	}
+}
+
+func testPublishKnownTypeCostsOneCommand(t *testing.T, xadd string, window time.Duration) {
 	ctx := ctxT(t)
 	log := &commandLog{}
 	client := newOwnClient(t, "", log) // connected: the handshake is not counted
 	// No mover: its polls of the schedule index would be counted.
-	b, err := bus.New(bus.Config{ServiceName: "hook", Client: client, StreamPrefix: redistest.Prefix(t), SchedulePollInterval: -1}, nil)
+	b, err := bus.New(bus.Config{ServiceName: "hook", Client: client, StreamPrefix: redistest.Prefix(t), SchedulePollInterval: -1, DedupWindow: window}, nil)
 	require.NoError(t, err)
+	// The server may not know the script yet (a fresh one answers the first
+	// EVALSHA with NOSCRIPT, and the publisher sends EVAL): load it first.
+	require.NoError(t, client.ScriptLoad(ctx, bus.DedupScript()).Err())
 	t.Cleanup(func() { _ = b.Close() })
 	pub := b.Publisher()
 	log.take()
@@ -769,7 +783,7 @@ func TestPublishKnownTypeCostsOneCommand(t *testing.T) {
 	require.NoError(t, pub.Publish("photo.uploaded", newEvent(0)))
 	single, pipes := log.take()
 	assert.Equal(t, []string{"hlen"}, single)
-	assert.Equal(t, [][]string{{"xadd", "sadd", "publish"}}, pipes)
+	assert.Equal(t, [][]string{{xadd, "sadd", "publish"}}, pipes)
 	ok, err := redistest.Client(t).SIsMember(ctx, b.Config().RegistryKey(), "photo.uploaded").Result()
 	require.NoError(t, err)
 	assert.True(t, ok, "the type is in the registry")
@@ -779,21 +793,21 @@ func TestPublishKnownTypeCostsOneCommand(t *testing.T) {
 		require.NoError(t, pub.Publish("photo.uploaded", newEvent(i)))
 	}
 	single, pipes = log.take()
-	assert.Equal(t, slices.Repeat([]string{"xadd"}, 20), single)
+	assert.Equal(t, slices.Repeat([]string{xadd}, 20), single)
 	assert.Empty(t, pipes)
 
 	// A batch to a known type: one pipeline of XADDs, no registry write.
 	require.NoError(t, pub.Publish("photo.uploaded", newEvent(1), newEvent(2), newEvent(3)))
 	single, pipes = log.take()
 	assert.Empty(t, single)
-	assert.Equal(t, [][]string{{"xadd", "xadd", "xadd"}}, pipes)
+	assert.Equal(t, [][]string{{xadd, xadd, xadd}}, pipes)
 
 	// Another new type: registered once, again in the same round trip.
 	require.NoError(t, pub.Publish("photo.deleted", newEvent(0)))
 	require.NoError(t, pub.Publish("photo.deleted", newEvent(1)))
 	single, pipes = log.take()
-	assert.Equal(t, []string{"hlen", "xadd"}, single)
-	assert.Equal(t, [][]string{{"xadd", "sadd", "publish"}}, pipes)
+	assert.Equal(t, []string{"hlen", xadd}, single)
+	assert.Equal(t, [][]string{{xadd, "sadd", "publish"}}, pipes)
 }
 
 var benchPayload = []byte(`{"photoId":"p1","size":42}`)

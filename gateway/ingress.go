@@ -104,8 +104,10 @@ func MessageFromEvent(e event.Event) (*message.Message, error) {
 		md[bus.AttrSubject] = s
 	}
 	for name, v := range e.Extensions() {
-		if name == bus.FieldData || strings.HasPrefix(name, "_") {
-			return nil, fieldErr(name, fmt.Errorf("%w: extension name %q is reserved", bus.ErrInvalidAttribute, name))
+		if name != bus.ExtDeliverAt { // the one reserved name ingress takes: a due time
+			if err := bus.CheckAttributeName(name); err != nil { // redrivegroup, data, _*, dlq_*
+				return nil, fieldErr(name, err)
+			}
 		}
 		s, err := types.Format(v)
 		if err != nil {
@@ -250,6 +252,9 @@ func (g *Gateway) readEvents(r *http.Request, body []byte) ([]*message.Message, 
 	case mt == ContentTypeStructured || r.Header.Get("ce-specversion") != "":
 		e, err := cehttp.NewEventFromHTTPRequest(r)
 		if err != nil {
+			if fe := reservedNameError(r.Header, body, mt == ContentTypeStructured); fe != nil {
+				return nil, http.StatusBadRequest, fe
+			}
 			return nil, http.StatusBadRequest, parseError(err)
 		}
 		events = []event.Event{*e}
@@ -286,6 +291,39 @@ func (g *Gateway) readEvents(r *http.Request, body []byte) ([]*message.Message, 
 	return msgs, 0, nil
 }
 
+// reservedNameError finds a reserved attribute name (bus.CheckAttributeName)
+// in a structured event's members or a binary event's ce-* headers. The
+// CloudEvents SDK refuses names outside [a-zA-Z0-9] (every "_" and "dlq_"
+// one) without saying which; this names the field.
+func reservedNameError(h http.Header, body []byte, structured bool) *FieldError {
+	var names []string
+	if structured {
+		var members map[string]json.RawMessage
+		if json.Unmarshal(body, &members) != nil {
+			return nil
+		}
+		for k := range members {
+			names = append(names, k)
+		}
+	} else {
+		for k := range h {
+			if n, ok := strings.CutPrefix(strings.ToLower(k), "ce-"); ok {
+				names = append(names, n)
+			}
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if n == bus.ExtDeliverAt || (structured && n == bus.FieldData) {
+			continue
+		}
+		if err := bus.CheckAttributeName(n); err != nil {
+			return fieldErr(n, err)
+		}
+	}
+	return nil
+}
+
 // batchError locates the bad element of a batch the SDK could not decode.
 func batchError(body []byte, err error) *FieldError {
 	var raw []json.RawMessage
@@ -295,7 +333,10 @@ func batchError(body []byte, err error) *FieldError {
 	for i, item := range raw {
 		var e event.Event
 		if ierr := json.Unmarshal(item, &e); ierr != nil {
-			fe := parseError(ierr)
+			fe := reservedNameError(nil, item, true)
+			if fe == nil {
+				fe = parseError(ierr)
+			}
 			return fieldErr(fe.Field, fmt.Errorf("event %d of %d: %w", i+1, len(raw), fe.Err))
 		}
 	}

@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -89,7 +90,7 @@ func TestIngressThroughWatermillHTTPSubscriber(t *testing.T) {
 	assert.Len(t, logs.find("Sending msg"), 1)
 }
 
-// xaddGate holds every XADD to a stream whose key ends with suffix until
+// xaddGate holds every XADD (or dedup script, which XADDs) to a stream whose key ends with suffix until
 // release is closed; entered is closed when the first one arrives.
 type xaddGate struct {
 	suffix  string
@@ -105,7 +106,14 @@ func newXAddGate(suffix string) *xaddGate {
 func (g *xaddGate) hold(ctx context.Context, cmds ...redis.Cmder) error {
 	for _, c := range cmds {
 		args := c.Args()
-		if len(args) > 1 && strings.EqualFold(args[0].(string), "xadd") && strings.HasSuffix(args[1].(string), g.suffix) {
+		key := ""
+		switch name := strings.ToLower(fmt.Sprint(args[0])); {
+		case name == "xadd" && len(args) > 1:
+			key = fmt.Sprint(args[1])
+		case (name == "evalsha" || name == "eval") && len(args) > 3: // the publisher's dedup script: KEYS[1] is the stream
+			key = fmt.Sprint(args[3])
+		}
+		if key != "" && strings.HasSuffix(key, g.suffix) {
 			g.once.Do(func() { close(g.entered) })
 			select {
 			case <-g.release:

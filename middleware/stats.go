@@ -41,6 +41,9 @@ type HandlerStats struct {
 	DeadLettered uint64 `json:"deadLettered"`
 	// Filtered counts events the handler's filter skipped (acked unprocessed).
 	Filtered uint64 `json:"filtered"`
+	// Duplicates counts deliveries of events the handler had already handled,
+	// acked without running it (the Dedup middleware).
+	Duplicates uint64 `json:"duplicates"`
 	// InFlight is the number of deliveries being processed now.
 	InFlight int64 `json:"inFlight"`
 	// Processing summarizes the time from receipt to ack or nack.
@@ -64,8 +67,8 @@ const (
 )
 
 type handlerCounters struct {
-	received, acked, nacked, failed, retried, deadLettered, filtered atomic.Uint64
-	inFlight                                                         atomic.Int64
+	received, acked, nacked, failed, retried, deadLettered, filtered, duplicates atomic.Uint64
+	inFlight                                                                     atomic.Int64
 
 	hmu     sync.Mutex
 	buckets [histBuckets + 1]uint64
@@ -131,6 +134,10 @@ func (s *Stats) AttemptMiddleware(handler string) message.HandlerMiddleware {
 	}
 }
 
+// Duplicate counts one delivery of handler skipped as already handled (for
+// Dedup.OnDuplicate).
+func (s *Stats) Duplicate(handler string) { s.counters(handler).duplicates.Add(1) }
+
 // Retried counts one retry of handler (for Retry.OnRetry).
 func (s *Stats) Retried(handler string) { s.counters(handler).retried.Add(1) }
 
@@ -191,7 +198,7 @@ func (s *Stats) Snapshot() map[string]HandlerStats {
 		out[n] = HandlerStats{
 			Received: c.received.Load(), Acked: c.acked.Load(), Nacked: c.nacked.Load(),
 			Failed: c.failed.Load(), Retried: c.retried.Load(), DeadLettered: c.deadLettered.Load(),
-			Filtered: c.filtered.Load(), InFlight: c.inFlight.Load(), Processing: c.summary(),
+			Filtered: c.filtered.Load(), Duplicates: c.duplicates.Load(), InFlight: c.inFlight.Load(), Processing: c.summary(),
 		}
 	}
 	return out

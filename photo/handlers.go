@@ -181,6 +181,9 @@ func RegisterWorker(r *router.Router, cfg WorkerConfig, opts ...router.HandlerOp
 		return err
 	}
 	w := &worker{cfg: cfg, r: r, logger: r.Bus().Logger()}
+	// Both ends deduplicate: the handler runs once per upload (WithDedup),
+	// and its events have derived ids the publisher drops when repeated.
+	opts = append([]router.HandlerOption{router.WithDedup(0)}, opts...)
 	return router.Handle(r, HandlerWorker, TypeUploaded, w.handle, opts...)
 }
 
@@ -360,6 +363,10 @@ func derivedID(cause, typ string) string {
 // redelivery gives the same id. An event without an owner cannot be
 // addressed and is dead-lettered. opts apply to both handlers.
 func RegisterNotifier(r *router.Router, opts ...router.HandlerOption) error {
+	// A user never gets two notifications for one photo: the handlers run
+	// once per event (WithDedup) and a repeated notification id is not
+	// written again (publisher deduplication).
+	opts = append([]router.HandlerOption{router.WithDedup(0)}, opts...)
 	pub := r.Publisher()
 	notify := func(ctx context.Context, eventID, owner string, n Notification) error {
 		if owner == "" {

@@ -98,6 +98,8 @@ type handlerOptions struct {
 	timeout     time.Duration
 	maxAttempts int
 	startFrom   string
+	dedup       bool          // WithDedup
+	dedupWindow time.Duration // 0: middleware.DefaultHandledWindow
 }
 
 // WithFilter skips events for which keep returns false: they are acked and
@@ -119,3 +121,12 @@ func WithMaxAttempts(n int) HandlerOption { return func(o *handlerOptions) { o.m
 // WithStartFrom sets where a new consumer group starts on existing streams:
 // "0" (all retained events, the default) or "$" (only new ones).
 func WithStartFrom(id string) HandlerOption { return func(o *handlerOptions) { o.startFrom = id } }
+
+// WithDedup runs the handler at most once per event: an event it handled
+// (success) is marked in Redis for window (0: middleware.DefaultHandledWindow),
+// and a redelivery within it (after a crash between handling and ack, or a
+// claim from a dead consumer) is acked without running the handler and
+// counted as a duplicate in Stats. See middleware.Dedup.
+func WithDedup(window time.Duration) HandlerOption {
+	return func(o *handlerOptions) { o.dedup, o.dedupWindow = true, window }
+}

@@ -152,6 +152,15 @@ func (r *Router) AddHandler(name, pattern string, fn HandlerFunc, opts ...Handle
 	if o.startFrom != "" {
 		scfg.StartFrom = o.startFrom
 	}
+	var dedup message.HandlerMiddleware
+	if o.dedup {
+		store, err := middleware.NewRedisHandledStore(r.bus.Client(), r.bus.Config().StreamPrefix, o.dedupWindow)
+		if err != nil {
+			return fmt.Errorf("handler %s: WithDedup: %w", name, err)
+		}
+		st := r.cfg.Stats
+		dedup = middleware.Dedup{Store: store, Logger: r.logger, OnDuplicate: func(*message.Message) { st.Duplicate(name) }}.Middleware
+	}
 	sub, err := r.bus.NewSubscriber(scfg)
 	if err != nil {
 		return err
@@ -159,7 +168,7 @@ func (r *Router) AddHandler(name, pattern string, fn HandlerFunc, opts ...Handle
 	h := r.wm.AddConsumerHandler(name, pattern, sub, func(msg *message.Message) error {
 		return fn(msg.Context(), msg)
 	})
-	h.AddMiddleware(r.stack(name, o)...)
+	h.AddMiddleware(r.stack(name, o, dedup)...)
 	r.handlers[name] = &handlerEntry{h: h, sub: sub, pattern: pattern}
 	if r.runCtx != nil {
 		if err := r.wm.RunHandlers(r.runCtx); err != nil {
@@ -179,7 +188,9 @@ func containsDot(s string) bool {
 }
 
 // stack is the default middleware of handler name, outermost first.
-func (r *Router) stack(name string, o handlerOptions) []message.HandlerMiddleware {
+// dedup (WithDedup), when not nil, runs after validation and outside the
+// retries: checked once per delivery, marked after the attempt that succeeds.
+func (r *Router) stack(name string, o handlerOptions, dedup message.HandlerMiddleware) []message.HandlerMiddleware {
 	st := r.cfg.Stats
 	retry := r.cfg.Retry
 	if o.maxAttempts > 0 {
@@ -199,12 +210,17 @@ func (r *Router) stack(name string, o handlerOptions) []message.HandlerMiddlewar
 		}.Middleware,
 		middleware.MaxDeliveries(r.cfg.MaxDeliveries),
 		validate(st, name, r.validator),
+	}
+	if dedup != nil {
+		mws = append(mws, dedup)
+	}
+	mws = append(mws,
 		retry.Middleware,
 		r.tracing.Middleware,
 		st.AttemptMiddleware(name),
 		middleware.Timeout(timeout),
 		wmmw.Recoverer,
-	}
+	)
 	if o.filter != nil {
 		keep := o.filter
 		mws = append(mws, func(h message.HandlerFunc) message.HandlerFunc {
