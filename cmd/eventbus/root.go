@@ -169,6 +169,9 @@ JSON).`,
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.HiddenDefaultCmd = true
+	// --version prints the line of 'eventbus version'.
+	root.Version = readBuildVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.url, "redis-url", "", "Redis URL, redis://[user:password@]host:port/db or rediss://…; Sentinel: redis://sentinel:26379?master_name=NAME[&addr=…]; Cluster: redis://node:7000?addr=node2:7001[&addr=…] (default $REDIS_URL, else "+defaultRedisURL+")")
 	pf.StringVar(&g.prefix, "prefix", bus.DefaultStreamPrefix, "stream key prefix of the bus")
@@ -184,6 +187,7 @@ JSON).`,
 		newServeCmd(g),
 		newBenchCmd(g),
 		newDemoCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/shared-infra/eventbus/bus"
@@ -220,6 +221,11 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 			return &failure{err: fmt.Errorf("health endpoints: %w", err)}
 		}
 		reg := prometheus.NewRegistry()
+		reg.MustRegister(
+			buildInfoCollector(readBuildVersion()),
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
 		obs, err := observe.New(r, observe.Config{Registerer: reg}, quiet)
 		if err != nil {
 			return &failure{err: fmt.Errorf("health endpoints: %w", err)}

@@ -79,9 +79,17 @@ func TestServe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s: %d, want 200", path, resp.StatusCode)
+		}
+		if path == "/metrics" {
+			for _, series := range []string{"eventbus_build_info{", "go_goroutines ", "process_cpu_seconds_total "} {
+				if !strings.Contains(string(b), "\n"+series) {
+					t.Errorf("/metrics has no %s series", series)
+				}
+			}
 		}
 	}
 
