@@ -36,6 +36,8 @@ const (
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultReadBlock         = time.Second
 	DefaultReplayPage        = 500
+	DefaultRetry             = 2 * time.Second
+	DefaultShutdownRetry     = 10 * time.Second
 	// DefaultCloseTimeout bounds how long Close waits for the push-stream
 	// reader to stop.
 	DefaultCloseTimeout = 10 * time.Second
@@ -112,6 +114,18 @@ type Config struct {
 	// CloseTimeout bounds how long Close waits for the push-stream reader.
 	// Default DefaultCloseTimeout.
 	CloseTimeout time.Duration
+
+	// Retry is the reconnection delay every stream tells its browser first
+	// ("retry:"), with jitter: a value drawn uniformly from [Retry, 2*Retry),
+	// so that browsers cut at once (a proxy restart) do not come back at
+	// once. Default DefaultRetry (2s).
+	Retry time.Duration
+	// ShutdownRetry spreads the reconnections when the gateway shuts down:
+	// before its closing message every stream gets a "retry:" drawn from
+	// [Retry, Retry+ShutdownRetry), so the other replicas see the browsers
+	// of this one return over that window instead of all at the browser's
+	// default delay. Default DefaultShutdownRetry (10s).
+	ShutdownRetry time.Duration
 }
 
 // RateLimit is a token bucket per principal.
@@ -160,6 +174,12 @@ func (c *Config) setDefaults() {
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
+	if c.Retry == 0 {
+		c.Retry = DefaultRetry
+	}
+	if c.ShutdownRetry == 0 {
+		c.ShutdownRetry = DefaultShutdownRetry
+	}
 }
 
 // Validate reports every problem with the config at once, joined with
@@ -197,6 +217,8 @@ func (c Config) Validate() error {
 		"WriteTimeout":      c.WriteTimeout,
 		"ReadBlock":         c.ReadBlock,
 		"CloseTimeout":      c.CloseTimeout,
+		"Retry":             c.Retry,
+		"ShutdownRetry":     c.ShutdownRetry,
 	} {
 		if d < time.Millisecond {
 			errs = append(errs, fmt.Errorf("gateway: Config: %s is %s: must be at least 1ms (0 for the default)", name, d))
