@@ -421,6 +421,16 @@ func (ia *IngressAuth) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
+	return ia.Verify(tok)
+}
+
+// Verify checks a bearer token (an API key or a JWT) as Authenticate does
+// and returns its principal, or an error wrapping [ErrBadCredentials] or
+// [ErrForbidden].
+func (ia *IngressAuth) Verify(tok string) (Principal, error) {
+	if len(tok) > maxTokenLen {
+		return Principal{}, fmt.Errorf("%w: token is %d bytes: at most %d are accepted", ErrBadCredentials, len(tok), maxTokenLen)
+	}
 	if i := ia.matchKey(tok); i >= 0 {
 		return Principal{User: "apikey#" + strconv.Itoa(i)}, nil
 	}

@@ -187,6 +187,7 @@ JSON).`,
 		newServeCmd(g),
 		newBenchCmd(g),
 		newDemoCmd(g),
+		newTokenCmd(g),
 		newVersionCmd(g),
 	)
 	return root

@@ -137,16 +137,11 @@ func (o serveOptions) gatewayConfig() (gateway.Config, error) {
 		RateLimit:      gateway.RateLimit{PerSecond: o.rate, Burst: o.burst},
 		Auth:           gateway.AuthConfig{Issuer: o.jwtIssuer, Audience: o.jwtAudience, Leeway: o.jwtLeeway},
 	}
-	switch {
-	case o.jwtSecretFile != "":
-		b, err := os.ReadFile(o.jwtSecretFile)
-		if err != nil {
-			return cfg, usagef("--jwt-secret-file: %v", err)
-		}
-		cfg.Auth.HMACSecret = []byte(strings.TrimSpace(string(b)))
-	case os.Getenv(envJWTSecret) != "":
-		cfg.Auth.HMACSecret = []byte(strings.TrimSpace(os.Getenv(envJWTSecret)))
+	secret, err := readHMACSecret(o.jwtSecretFile)
+	if err != nil {
+		return cfg, err
 	}
+	cfg.Auth.HMACSecret = secret
 	if o.jwtPublicKey != "" {
 		key, err := readRSAPublicKey(o.jwtPublicKey)
 		if err != nil {
