@@ -107,6 +107,9 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if resume {
+		g.metrics.resumed(gap != nil)
+	}
 	sse, err := NewSSEWriter(w)
 	if err != nil {
 		g.logger.Error("Cannot stream to this client", err, nil)
@@ -199,6 +202,7 @@ func (s *stream) replay(ctx context.Context) error {
 				if err := s.write(func() error { return s.sse.WriteEvent(ev.id, ev.typ, ev.data) }); err != nil {
 					return err
 				}
+				s.g.metrics.delivered(1)
 			}
 			s.last = sid
 		}
@@ -265,6 +269,7 @@ func (s *stream) writeFrames(frames []*frame) error {
 		if n == 0 {
 			return nil
 		}
+		s.g.metrics.delivered(n)
 		return s.sse.flushNow()
 	})
 }
@@ -287,6 +292,7 @@ func (s *stream) write(fn func() error) error {
 // Last-Event-ID.
 func (s *stream) end(reason error) {
 	s.c.Close(reason)
+	s.g.metrics.closed(reason)
 	var msg string
 	switch {
 	case errors.Is(reason, ErrSlowClient):

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shared-infra/eventbus/bus"
 )
@@ -120,6 +121,17 @@ type Config struct {
 	// so that browsers cut at once (a proxy restart) do not come back at
 	// once. Default DefaultRetry (2s).
 	Retry time.Duration
+	// Registerer, if set, receives the gateway's Prometheus metrics
+	// (eventbus_gateway_*: streams open and closed by reason, deliveries,
+	// ingress requests by status, rate-limited requests, the push-stream
+	// reader's position, last read and lag, resumes and gaps; see
+	// docs/observability.md). Nil means no metrics.
+	Registerer prometheus.Registerer
+	// StuckAfter is how long the push-stream reader may go without
+	// completing a read before [Gateway.Ready] reports it stuck. Default
+	// DefaultStuckAfter (10s); it must exceed ReadBlock.
+	StuckAfter time.Duration
+
 	// ShutdownRetry spreads the reconnections when the gateway shuts down:
 	// before its closing message every stream gets a "retry:" drawn from
 	// [Retry, Retry+ShutdownRetry), so the other replicas see the browsers
@@ -180,6 +192,9 @@ func (c *Config) setDefaults() {
 	if c.ShutdownRetry == 0 {
 		c.ShutdownRetry = DefaultShutdownRetry
 	}
+	if c.StuckAfter == 0 {
+		c.StuckAfter = max(DefaultStuckAfter, 2*c.ReadBlock)
+	}
 }
 
 // Validate reports every problem with the config at once, joined with
@@ -224,6 +239,9 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("gateway: Config: %s is %s: must be at least 1ms (0 for the default)", name, d))
 		}
 	}
+	if c.StuckAfter <= c.ReadBlock {
+		errs = append(errs, fmt.Errorf("gateway: Config: StuckAfter is %s: must exceed ReadBlock (%s), or the reader's every blocking read would look stuck (0 for the default %s)", c.StuckAfter, c.ReadBlock, DefaultStuckAfter))
+	}
 	if c.ClientBuffer < 1 {
 		errs = append(errs, fmt.Errorf("gateway: Config: ClientBuffer is %d: must be 1 or more (0 for the default %d)", c.ClientBuffer, DefaultClientBuffer))
 	}
@@ -250,6 +268,7 @@ type Gateway struct {
 	ingress *IngressAuth
 	limiter *RateLimiter // nil when rate limiting is disabled
 	hub     *hub
+	metrics *metrics // nil without Config.Registerer
 
 	// transport is the ingress route: a watermill-http Subscriber and the
 	// goroutines that publish its messages (transport.go).
@@ -308,7 +327,10 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 	if err != nil {
 		return nil, err
 	}
-	g.mux.HandleFunc("POST "+EventsPath, g.serveEvents)
+	if g.metrics, err = newMetrics(cfg.Registerer, g); err != nil {
+		return nil, err
+	}
+	g.mux.HandleFunc("POST "+EventsPath, g.metrics.countIngress(g.serveEvents))
 	g.mux.HandleFunc("GET "+StreamPath, g.serveStream)
 	g.handler = CORS(cfg.AllowedOrigins, g.mux)
 	return g, nil

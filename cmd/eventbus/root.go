@@ -27,6 +27,8 @@ type globals struct {
 	url     string // --redis-url; "" means $REDIS_URL, else defaultRedisURL
 	prefix  string // --prefix
 	service string // --service
+	// serviceSet: --service (or $EVENTBUS_SERVICE for serve) was given.
+	serviceSet bool
 	// mover: the bus moves due scheduled events (serve only; a one-shot
 	// command would trim streams by its own default retention).
 	mover bool

@@ -4,12 +4,14 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -83,7 +85,8 @@ EVENTBUS_LISTEN, --allow-origin from EVENTBUS_ALLOW_ORIGIN (comma-separated)
 and so on, as each flag's help shows in [$...]. A flag on the command line
 wins over its variable, the variable over the default. The global flags
 come from EVENTBUS_REDIS_URL (else REDIS_URL), EVENTBUS_PREFIX and
-EVENTBUS_SERVICE. A value that is not valid for its flag stops serve with
+EVENTBUS_SERVICE (serve's default service is eventbus-gateway: the source
+of the events it publishes and the service /stats names). A value that is not valid for its flag stops serve with
 exit code 2 and names the variable.
 
 Logs go to stderr, as text (--log-format text, the default) or as one JSON
@@ -107,6 +110,7 @@ object per line (--log-format json). SIGINT/SIGTERM shut it down cleanly
 			if err := applyEnv(cmd); err != nil {
 				return err
 			}
+			g.serviceSet = cmd.Flags().Changed("service")
 			return runServe(cmd.Context(), g, o)
 		}),
 	}
@@ -216,12 +220,25 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	// starting and stopping its idle handler) say nothing useful.
 	quiet := watermill.NewSlogLogger(slog.New(newHandler(g.io.err, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)})))
 
+	if !g.serviceSet {
+		g.service = defaultServeService // the source of its events, and /stats' service
+	}
 	g.mover = true // a long-running bus: it moves due delayed events too
 	b, err := g.connect(ctx)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	var reg *prometheus.Registry
+	if o.health {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(
+			buildInfoCollector(readBuildVersion()),
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+		cfg.Registerer = reg
+	}
 	gw, err := gateway.New(b, cfg, logger)
 	if err != nil {
 		// New only validates the configuration.
@@ -240,19 +257,13 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		if err != nil {
 			return &failure{err: fmt.Errorf("health endpoints: %w", err)}
 		}
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(
-			buildInfoCollector(readBuildVersion()),
-			collectors.NewGoCollector(),
-			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		)
 		obs, err := observe.New(r, observe.Config{Registerer: reg}, quiet)
 		if err != nil {
 			return &failure{err: fmt.Errorf("health endpoints: %w", err)}
 		}
 		defer obs.Close()
 		gw.Mount("GET "+observe.PathHealthz, obs.Healthz())
-		gw.Mount("GET "+observe.PathReadyz, obs.Readyz())
+		gw.Mount("GET "+observe.PathReadyz, gatewayReadyz(gw, obs.Readyz()))
 		gw.Mount("GET "+observe.PathStats, obs.StatsHandler())
 		gw.Mount("GET "+observe.PathMetrics, obs.Metrics())
 		wg.Go(func() {
@@ -296,4 +307,27 @@ func logHandler(format string) (func(io.Writer, *slog.HandlerOptions) slog.Handl
 		return func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) }, nil
 	}
 	return nil, usagef("invalid --log-format %q: use text or json", format)
+}
+
+// defaultServeService is serve's --service when none is given: the source
+// of the events ingress publishes, and the service /stats names.
+const defaultServeService = "eventbus-gateway"
+
+// gatewayReadyz is /readyz: 503 while the gateway is not ready (its
+// push-stream reader not running, or stuck: see gateway.Ready), else the
+// observer's readiness (Redis answering).
+func gatewayReadyz(gw *gateway.Gateway, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := gw.Ready(); err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"status": observe.StatusDown,
+				"checks": map[string]any{"gateway": map[string]any{"status": observe.StatusDown, "error": err.Error()}},
+			})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

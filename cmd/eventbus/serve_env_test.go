@@ -89,6 +89,23 @@ func startServe(t *testing.T, ctx context.Context, env []string, args ...string)
 	return s
 }
 
+// waitReady polls /readyz until it answers 200: the push-stream reader
+// starts just after the listener.
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	end := time.Now().Add(20 * time.Second)
+	for {
+		code, body := getStatus(t, base+"/readyz")
+		if code == http.StatusOK {
+			return
+		}
+		if time.Now().After(end) {
+			t.Fatalf("/readyz still %d after 20s: %s", code, body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func getStatus(t *testing.T, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
@@ -117,6 +134,7 @@ func TestServeEnvOnly(t *testing.T) {
 		"EVENTBUS_RATE=-1",
 		"EVENTBUS_JWT_SECRET=0123456789abcdef0123456789abcdef-secret", "EVENTBUS_API_KEYS=" + apiKey,
 	}, "serve")
+	waitReady(t, s.base)
 	for _, path := range []string{"/healthz", "/readyz"} {
 		if code, body := getStatus(t, s.base+path); code != http.StatusOK {
 			t.Errorf("GET %s: %d %s, want 200", path, code, body)
