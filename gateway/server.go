@@ -147,6 +147,13 @@ type RateLimit struct {
 	PerSecond float64
 	// Burst is how many requests may come at once. Default DefaultRateBurst.
 	Burst int
+	// PerProcess, when true, keeps the buckets in this process only, so N
+	// gateway replicas allow N times the rate. By default (false) the
+	// buckets live in the bus's Redis (github.com/go-redis/redis_rate, one
+	// key per principal, "rate:<StreamPrefix>$ingress:<principal>", which
+	// expires once full again) and every replica on that Redis shares them;
+	// while Redis cannot be asked, each process falls back to its own.
+	PerProcess bool
 }
 
 func (c *Config) setDefaults() {
@@ -266,7 +273,8 @@ type Gateway struct {
 	logger  watermill.LoggerAdapter
 	auth    *Authenticator
 	ingress *IngressAuth
-	limiter *RateLimiter // nil when rate limiting is disabled
+	limiter *RateLimiter   // nil when rate limiting is disabled
+	shared  *sharedLimiter // nil unless RateLimit.PerProcess is false
 	hub     *hub
 	metrics *metrics // nil without Config.Registerer
 
@@ -320,6 +328,9 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 		g.limiter, err = NewRateLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst, 0)
 		if err != nil {
 			return nil, err
+		}
+		if !cfg.RateLimit.PerProcess {
+			g.shared = newSharedLimiter(b.Client(), b.Config().StreamPrefix, cfg.RateLimit, g.limiter, g.logger)
 		}
 	}
 	g.hub = newHub(b.Client(), b.Config().PushKey(), cfg.ReadBlock, cfg.ClientBuffer, g.logger)
