@@ -5,6 +5,8 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -97,6 +99,10 @@ type Principal struct {
 	User string
 	// Rooms are the rooms the principal may join, from the rooms claim.
 	Rooms []string
+	// Expires is when the principal's token stops being accepted: its exp
+	// claim plus AuthConfig.Leeway. A stream opened with the token is ended
+	// then (see [TokenExpiredEvent]). Zero for an API key.
+	Expires time.Time
 }
 
 // MayJoin reports whether room is one of p.Rooms. The empty room is never
@@ -121,6 +127,7 @@ type Authenticator struct {
 	methods    string // for error messages, e.g. "HS256, RS256"
 	issuer     string
 	audience   string
+	leeway     time.Duration
 	parser     *jwt.Parser
 }
 
@@ -129,7 +136,7 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	a := &Authenticator{issuer: cfg.Issuer, audience: cfg.Audience}
+	a := &Authenticator{issuer: cfg.Issuer, audience: cfg.Audience, leeway: cfg.Leeway}
 	var methods []string
 	if len(cfg.HMACSecret) > 0 {
 		a.hmacSecret = bytes.Clone(cfg.HMACSecret)
@@ -171,11 +178,22 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
-	c, err := a.verify(tok)
+	return a.Verify(tok)
+}
+
+// Verify checks a token as Authenticate does and returns its principal.
+// It returns an error wrapping [ErrBadCredentials] when the token is not
+// acceptable; the error text never contains the token. `eventbus token
+// check` uses it.
+func (a *Authenticator) Verify(token string) (Principal, error) {
+	if len(token) > maxTokenLen {
+		return Principal{}, fmt.Errorf("%w: token is %d bytes: at most %d are accepted", ErrBadCredentials, len(token), maxTokenLen)
+	}
+	c, err := a.verify(token)
 	if err != nil {
 		return Principal{}, err
 	}
-	return c.principal(), nil
+	return c.principal(a.leeway), nil
 }
 
 // tokenClaims are the claims this package reads. Publish and Scope are
@@ -188,8 +206,12 @@ type tokenClaims struct {
 	Scope   any      `json:"scope,omitempty"`
 }
 
-func (c *tokenClaims) principal() Principal {
-	return Principal{User: c.Subject, Rooms: slices.Clone(c.Rooms)}
+func (c *tokenClaims) principal(leeway time.Duration) Principal {
+	p := Principal{User: c.Subject, Rooms: slices.Clone(c.Rooms)}
+	if c.ExpiresAt != nil {
+		p.Expires = c.ExpiresAt.Add(leeway)
+	}
+	return p
 }
 
 // mayPublish reports whether the claims hold "publish": true, or a scope
@@ -214,7 +236,7 @@ func (c *tokenClaims) mayPublish() bool {
 func (a *Authenticator) verify(tok string) (*tokenClaims, error) {
 	c := &tokenClaims{}
 	if _, err := a.parser.ParseWithClaims(tok, c, a.key); err != nil {
-		return nil, fmt.Errorf("%w: %s", ErrBadCredentials, a.reason(err, c))
+		return nil, fmt.Errorf("%w: %s", ErrBadCredentials, a.reason(err, c, tok))
 	}
 	if c.Subject == "" {
 		return nil, fmt.Errorf("%w: token has no sub claim: a non-empty subject is required", ErrBadCredentials)
@@ -243,9 +265,12 @@ func (a *Authenticator) key(t *jwt.Token) (any, error) {
 // messages are not passed through, so that nothing derived from the token's
 // bytes reaches an error string or a log. c holds whatever claims were
 // decoded before the failure.
-func (a *Authenticator) reason(err error, c *tokenClaims) string {
+func (a *Authenticator) reason(err error, c *tokenClaims, tok string) string {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
+		if msg := claimTypeProblem(tok); msg != "" {
+			return msg
+		}
 		return "token is malformed: want a JWS compact serialization (header.payload.signature) with a JSON payload"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 		return "token signature is invalid or its algorithm is not accepted (accepted: " + a.methods + ")"
@@ -396,6 +421,16 @@ func (ia *IngressAuth) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
+	return ia.Verify(tok)
+}
+
+// Verify checks a bearer token (an API key or a JWT) as Authenticate does
+// and returns its principal, or an error wrapping [ErrBadCredentials] or
+// [ErrForbidden].
+func (ia *IngressAuth) Verify(tok string) (Principal, error) {
+	if len(tok) > maxTokenLen {
+		return Principal{}, fmt.Errorf("%w: token is %d bytes: at most %d are accepted", ErrBadCredentials, len(tok), maxTokenLen)
+	}
 	if i := ia.matchKey(tok); i >= 0 {
 		return Principal{User: "apikey#" + strconv.Itoa(i)}, nil
 	}
@@ -409,7 +444,7 @@ func (ia *IngressAuth) Authenticate(r *http.Request) (Principal, error) {
 	if !c.mayPublish() {
 		return Principal{}, fmt.Errorf("%w: token does not grant publishing: it needs \"publish\": true or the %q scope", ErrForbidden, PublishScope)
 	}
-	return c.principal(), nil
+	return c.principal(ia.jwt.leeway), nil
 }
 
 // matchKey returns the index of the API key equal to tok, or -1. Comparing
@@ -424,4 +459,88 @@ func (ia *IngressAuth) matchKey(tok string) int {
 		}
 	}
 	return found
+}
+
+// claimKinds are the JSON kinds the claims this package reads must have.
+var claimKinds = []struct {
+	name, want string
+	ok         func(any) bool
+}{
+	{"sub", "a string", isString},
+	{"iss", "a string", isString},
+	{"jti", "a string", isString},
+	{"exp", "a number (seconds since 1970)", isNumber},
+	{"nbf", "a number (seconds since 1970)", isNumber},
+	{"iat", "a number (seconds since 1970)", isNumber},
+	{"aud", "a string or an array of strings", func(v any) bool { return isString(v) || isStringArray(v) }},
+	{"rooms", "an array of strings, e.g. [\"lobby\",\"photos\"]", isStringArray},
+}
+
+// claimTypeProblem decodes the payload of a compact JWS whose claims did
+// not decode and says which claim has the wrong JSON type, e.g. "token
+// claim rooms is a string: want an array of strings". It returns "" when
+// the payload is not a JSON object or every claim has its type (the token
+// is malformed in another way). Only claim names and JSON kinds reach the
+// message, never a value.
+func claimTypeProblem(tok string) string {
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return ""
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(raw, &claims); err != nil {
+		return ""
+	}
+	var problems []string
+	for _, k := range claimKinds {
+		v, present := claims[k.name]
+		if !present || v == nil || k.ok(v) {
+			continue
+		}
+		problems = append(problems, fmt.Sprintf("claim %s is %s: want %s", k.name, jsonKind(v), k.want))
+	}
+	if len(problems) == 0 {
+		return ""
+	}
+	return "token " + strings.Join(problems, "; ")
+}
+
+func isString(v any) bool { _, ok := v.(string); return ok }
+func isNumber(v any) bool { _, ok := v.(float64); return ok }
+
+func isStringArray(v any) bool {
+	a, ok := v.([]any)
+	if !ok {
+		return false
+	}
+	for _, e := range a {
+		if !isString(e) {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonKind names the JSON kind of a decoded value.
+func jsonKind(v any) string {
+	switch v := v.(type) {
+	case string:
+		return "a string"
+	case float64:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case []any:
+		if isStringArray(v) {
+			return "an array of strings"
+		}
+		return "an array with a non-string element"
+	case map[string]any:
+		return "an object"
+	}
+	return "null"
 }

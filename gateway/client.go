@@ -78,7 +78,7 @@ func NewClient(p Principal, requested []string, buffer int) *Client {
 func newClient(p Principal, requested []string, buffer int) *Client {
 	allowed, _ := ResolveRooms(p, requested)
 	c := &Client{
-		principal: Principal{User: p.User, Rooms: append([]string(nil), p.Rooms...)},
+		principal: Principal{User: p.User, Rooms: append([]string(nil), p.Rooms...), Expires: p.Expires},
 		rooms:     make(map[string]struct{}, len(allowed)),
 		roomList:  allowed,
 		send:      make(chan OutEvent, buffer),
@@ -111,7 +111,7 @@ func ResolveRooms(p Principal, requested []string) (allowed, forbidden []string)
 
 // Principal returns the client's principal.
 func (c *Client) Principal() Principal {
-	return Principal{User: c.principal.User, Rooms: append([]string(nil), c.principal.Rooms...)}
+	return Principal{User: c.principal.User, Rooms: append([]string(nil), c.principal.Rooms...), Expires: c.principal.Expires}
 }
 
 // Rooms returns the rooms the client listens to: those it asked for and may

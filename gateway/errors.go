@@ -48,6 +48,11 @@ var (
 	// (after a Redis outage, say): browsers reconnect, and their resume
 	// reports the gap with an "event: gap" message.
 	ErrPushStreamGap = errors.New("gateway: push stream trimmed past the reader's position")
+
+	// ErrTokenExpired is the reason a stream's [Client] is closed with when
+	// the token it was opened with expires (Principal.Expires): the browser
+	// gets a [TokenExpiredEvent] message and must reconnect with a new token.
+	ErrTokenExpired = errors.New("gateway: the stream's token expired")
 )
 
 // ErrorBody is the JSON body of every error response written by this

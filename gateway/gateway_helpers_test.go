@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -173,6 +174,11 @@ type sseMsg struct {
 	IDOnly          bool
 	Comment         string
 	IsComment       bool
+	// Retry is the value of a "retry:" field (-1 when none); a message
+	// with only that field is a reconnection hint, skipped by next unless
+	// comments are wanted.
+	Retry   int
+	IsRetry bool
 }
 
 // sseConn is an open stream read by a goroutine into msgs.
@@ -273,7 +279,7 @@ func (c *sseConn) read() {
 	defer close(c.done)
 	sc := bufio.NewScanner(c.resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 4<<20)
-	var cur sseMsg
+	cur := sseMsg{Retry: -1}
 	var data []string
 	var any bool
 	for sc.Scan() {
@@ -282,9 +288,10 @@ func (c *sseConn) read() {
 			if any {
 				cur.Data = strings.Join(data, "\n")
 				cur.IDOnly = data == nil && cur.Event == "" && cur.ID != ""
+				cur.IsRetry = data == nil && cur.Event == "" && cur.ID == "" && cur.Retry >= 0
 				c.msgs <- cur
 			}
-			cur, data, any = sseMsg{}, nil, false
+			cur, data, any = sseMsg{Retry: -1}, nil, false
 			continue
 		}
 		if strings.HasPrefix(line, ":") {
@@ -301,6 +308,10 @@ func (c *sseConn) read() {
 			cur.Event = value
 		case "data":
 			data = append(data, value)
+		case "retry":
+			if n, err := strconv.Atoi(value); err == nil {
+				cur.Retry = n
+			}
 		}
 	}
 }
@@ -312,14 +323,14 @@ func (c *sseConn) next(timeout time.Duration, comments bool) (sseMsg, bool) {
 	for {
 		select {
 		case m := <-c.msgs:
-			if m.IsComment && !comments {
+			if (m.IsComment || m.IsRetry) && !comments {
 				continue
 			}
 			return m, true
 		case <-c.done:
 			select {
 			case m := <-c.msgs:
-				if m.IsComment && !comments {
+				if (m.IsComment || m.IsRetry) && !comments {
 					continue
 				}
 				return m, true

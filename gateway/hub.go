@@ -42,12 +42,13 @@ type hub struct {
 	count  int64 // XREAD COUNT
 	logger watermill.LoggerAdapter
 
-	pos atomic.Pointer[streamID] // every event up to pos has been dispatched
+	pos   atomic.Pointer[streamID] // every event up to pos has been dispatched
+	reads readClock                // when the last read of the stream completed
 
-	mu      sync.RWMutex
-	clients map[*Client]*sendQueue // guarded by mu
-	started bool                   // guarded by mu
-	closed  bool                   // guarded by mu: no more clients are added
+	mu         sync.RWMutex
+	clients    map[*Client]*sendQueue // guarded by mu
+	startedRun bool                   // guarded by mu
+	closed     bool                   // guarded by mu: no more clients are added
 
 	running   chan struct{} // closed once run knows its starting position
 	done      chan struct{} // closed when run returns
@@ -75,11 +76,11 @@ func (h *hub) run(ctx context.Context) error {
 	case h.closed:
 		h.mu.Unlock()
 		return ErrGatewayClosed
-	case h.started:
+	case h.startedRun:
 		h.mu.Unlock()
 		return errors.New("gateway: Run called while the gateway is already running")
 	}
-	h.started = true
+	h.startedRun = true
 	h.mu.Unlock()
 	defer close(h.done)
 
@@ -129,6 +130,7 @@ func (h *hub) loop(ctx context.Context) error {
 		info, err := streamInfoOf(ctx, h.client, h.key)
 		if err == nil {
 			h.pos.Store(&info.lastGenerated)
+			h.reads.mark()
 			break
 		}
 		if ctx.Err() != nil {
@@ -174,6 +176,7 @@ func (h *hub) loop(ctx context.Context) error {
 			return ErrGatewayClosed
 		}
 		if errors.Is(err, redis.Nil) {
+			h.reads.mark()
 			backoff = 0
 			continue
 		}
@@ -207,6 +210,7 @@ func (h *hub) loop(ctx context.Context) error {
 		}
 		h.dispatch(batch)
 		h.pos.Store(&last)
+		h.reads.mark()
 	}
 }
 
@@ -230,6 +234,16 @@ func (h *hub) dispatch(batch []pushFrame) {
 		}
 	}
 }
+
+// started reports whether run was called.
+func (h *hub) started() bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.startedRun
+}
+
+// lastReadAt is when the last read of the stream completed (zero before).
+func (h *hub) lastReadAt() time.Time { return h.reads.at() }
 
 // isRunning reports whether run follows the stream now.
 func (h *hub) isRunning() bool {
@@ -289,7 +303,7 @@ func (h *hub) position() streamID {
 func (h *hub) close(timeout time.Duration) error {
 	h.closeOnce.Do(func() { close(h.closing) })
 	h.mu.Lock()
-	started := h.started
+	started := h.startedRun
 	if !started {
 		h.closed = true
 	}

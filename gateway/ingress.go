@@ -198,7 +198,7 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 		writeAuthError(w, err)
 		return
 	}
-	if g.limiter != nil && !g.limiter.Allow(p.User) {
+	if !g.allow(r.Context(), p.User) {
 		w.Header().Set("Retry-After", strconv.Itoa(max(1, int(1/g.cfg.RateLimit.PerSecond))))
 		writeError(w, http.StatusTooManyRequests, "", fmt.Sprintf("rate limit exceeded: at most %v requests per second (bursts of %d) per client; nothing was published", g.cfg.RateLimit.PerSecond, g.cfg.RateLimit.Burst))
 		return

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
 	"strings"
 	"time"
@@ -25,7 +26,24 @@ const (
 	// lost: the Last-Event-ID a browser resumed from is older than the
 	// oldest event the push stream still holds. Its data is a [Gap].
 	GapEvent = "gap"
+	// TokenExpiredEvent is the SSE event type of the last message of a
+	// stream whose token expired. Its data is a [TokenExpired]. The browser
+	// should close its EventSource (which would reconnect with the expired
+	// token and get 401), get a new token, and connect again with the
+	// lastEventId it carries.
+	TokenExpiredEvent = "token-expired"
 )
+
+// TokenExpired is the data of a "token-expired" SSE message (JSON).
+type TokenExpired struct {
+	// Expired is when the token stopped being accepted (exp plus leeway).
+	Expired time.Time `json:"expired"`
+	// LastEventID is the position to resume from with the new token
+	// (Last-Event-ID header, or the lastEventId query parameter).
+	LastEventID string `json:"lastEventId"`
+	// Message says what happened, for people.
+	Message string `json:"message"`
+}
 
 // Gap is the data of a "gap" SSE message (JSON).
 type Gap struct {
@@ -89,6 +107,9 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 
+	if resume {
+		g.metrics.resumed(gap != nil)
+	}
 	sse, err := NewSSEWriter(w)
 	if err != nil {
 		g.logger.Error("Cannot stream to this client", err, nil)
@@ -119,6 +140,14 @@ func (s *stream) run(ctx context.Context, forbidden []string, gap *Gap) {
 	}
 	if err := s.write(func() error { return s.sse.WriteComment(hello) }); err != nil {
 		return
+	}
+	if err := s.write(func() error { return s.sse.WriteRetry(s.g.retryMillis(0)) }); err != nil {
+		return
+	}
+	if exp := s.c.principal.Expires; !exp.IsZero() {
+		// The token's end ends the stream, wherever it is (replay or live).
+		t := time.AfterFunc(time.Until(exp), func() { s.c.Close(ErrTokenExpired) })
+		defer t.Stop()
 	}
 	if gap != nil {
 		data, _ := json.Marshal(gap) // a Gap always marshals
@@ -173,6 +202,7 @@ func (s *stream) replay(ctx context.Context) error {
 				if err := s.write(func() error { return s.sse.WriteEvent(ev.id, ev.typ, ev.data) }); err != nil {
 					return err
 				}
+				s.g.metrics.delivered(1)
 			}
 			s.last = sid
 		}
@@ -239,6 +269,7 @@ func (s *stream) writeFrames(frames []*frame) error {
 		if n == 0 {
 			return nil
 		}
+		s.g.metrics.delivered(n)
 		return s.sse.flushNow()
 	})
 }
@@ -261,12 +292,25 @@ func (s *stream) write(fn func() error) error {
 // Last-Event-ID.
 func (s *stream) end(reason error) {
 	s.c.Close(reason)
+	s.g.metrics.closed(reason)
 	var msg string
 	switch {
 	case errors.Is(reason, ErrSlowClient):
 		msg = "disconnected: this client fell too far behind; reconnect to resume from Last-Event-ID"
 	case errors.Is(reason, ErrGatewayClosed):
+		// Spread the reconnections of this replica's browsers.
+		if err := s.write(func() error { return s.sse.WriteRetry(s.g.retryMillis(s.g.cfg.ShutdownRetry)) }); err != nil {
+			return
+		}
 		msg = "disconnected: the gateway is shutting down; reconnect to resume"
+	case errors.Is(reason, ErrTokenExpired):
+		exp := s.c.principal.Expires
+		data, _ := json.Marshal(TokenExpired{
+			Expired: exp.UTC(), LastEventID: s.last.String(),
+			Message: "the token of this stream expired at " + exp.UTC().Format(time.RFC3339) + ": get a new token and reconnect with lastEventId to resume",
+		}) // a TokenExpired always marshals
+		_ = s.write(func() error { return s.sse.WriteEvent("", TokenExpiredEvent, data) })
+		return
 	case errors.Is(reason, ErrPushStreamGap):
 		msg = "disconnected: the gateway lost its place in the event stream; reconnect to resume"
 	case errors.Is(reason, context.Canceled), errors.Is(reason, errStreamWrite), reason == nil:
@@ -322,3 +366,13 @@ func quoteList(s []string) string {
 // errStreamWrite marks a failed write to the browser: it has gone away or
 // stopped reading, and there is nobody left to tell.
 var errStreamWrite = errors.New("write to the browser failed")
+
+// retryMillis draws a "retry:" value in milliseconds: uniformly from
+// [Retry, Retry+spread), where spread 0 stands for Retry itself (the jitter
+// of a new stream: [Retry, 2*Retry)).
+func (g *Gateway) retryMillis(spread time.Duration) int {
+	if spread <= 0 {
+		spread = g.cfg.Retry
+	}
+	return int((g.cfg.Retry + rand.N(spread)).Milliseconds())
+}

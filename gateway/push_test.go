@@ -318,6 +318,7 @@ func TestStreamHeartbeat(t *testing.T) {
 		case m.IDOnly:
 			assert.Equal(t, push[0].ID, m.ID)
 			sawID = true
+		case m.IsRetry:
 		case !m.IsComment:
 			t.Fatalf("unexpected event %+v", m)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shared-infra/eventbus/bus"
 )
@@ -36,6 +37,8 @@ const (
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultReadBlock         = time.Second
 	DefaultReplayPage        = 500
+	DefaultRetry             = 2 * time.Second
+	DefaultShutdownRetry     = 10 * time.Second
 	// DefaultCloseTimeout bounds how long Close waits for the push-stream
 	// reader to stop.
 	DefaultCloseTimeout = 10 * time.Second
@@ -112,6 +115,29 @@ type Config struct {
 	// CloseTimeout bounds how long Close waits for the push-stream reader.
 	// Default DefaultCloseTimeout.
 	CloseTimeout time.Duration
+
+	// Retry is the reconnection delay every stream tells its browser first
+	// ("retry:"), with jitter: a value drawn uniformly from [Retry, 2*Retry),
+	// so that browsers cut at once (a proxy restart) do not come back at
+	// once. Default DefaultRetry (2s).
+	Retry time.Duration
+	// Registerer, if set, receives the gateway's Prometheus metrics
+	// (eventbus_gateway_*: streams open and closed by reason, deliveries,
+	// ingress requests by status, rate-limited requests, the push-stream
+	// reader's position, last read and lag, resumes and gaps; see
+	// docs/observability.md). Nil means no metrics.
+	Registerer prometheus.Registerer
+	// StuckAfter is how long the push-stream reader may go without
+	// completing a read before [Gateway.Ready] reports it stuck. Default
+	// DefaultStuckAfter (10s); it must exceed ReadBlock.
+	StuckAfter time.Duration
+
+	// ShutdownRetry spreads the reconnections when the gateway shuts down:
+	// before its closing message every stream gets a "retry:" drawn from
+	// [Retry, Retry+ShutdownRetry), so the other replicas see the browsers
+	// of this one return over that window instead of all at the browser's
+	// default delay. Default DefaultShutdownRetry (10s).
+	ShutdownRetry time.Duration
 }
 
 // RateLimit is a token bucket per principal.
@@ -121,6 +147,13 @@ type RateLimit struct {
 	PerSecond float64
 	// Burst is how many requests may come at once. Default DefaultRateBurst.
 	Burst int
+	// PerProcess, when true, keeps the buckets in this process only, so N
+	// gateway replicas allow N times the rate. By default (false) the
+	// buckets live in the bus's Redis (github.com/go-redis/redis_rate, one
+	// key per principal, "rate:<StreamPrefix>$ingress:<principal>", which
+	// expires once full again) and every replica on that Redis shares them;
+	// while Redis cannot be asked, each process falls back to its own.
+	PerProcess bool
 }
 
 func (c *Config) setDefaults() {
@@ -160,6 +193,15 @@ func (c *Config) setDefaults() {
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = DefaultCloseTimeout
 	}
+	if c.Retry == 0 {
+		c.Retry = DefaultRetry
+	}
+	if c.ShutdownRetry == 0 {
+		c.ShutdownRetry = DefaultShutdownRetry
+	}
+	if c.StuckAfter == 0 {
+		c.StuckAfter = max(DefaultStuckAfter, 2*c.ReadBlock)
+	}
 }
 
 // Validate reports every problem with the config at once, joined with
@@ -197,10 +239,15 @@ func (c Config) Validate() error {
 		"WriteTimeout":      c.WriteTimeout,
 		"ReadBlock":         c.ReadBlock,
 		"CloseTimeout":      c.CloseTimeout,
+		"Retry":             c.Retry,
+		"ShutdownRetry":     c.ShutdownRetry,
 	} {
 		if d < time.Millisecond {
 			errs = append(errs, fmt.Errorf("gateway: Config: %s is %s: must be at least 1ms (0 for the default)", name, d))
 		}
+	}
+	if c.StuckAfter <= c.ReadBlock {
+		errs = append(errs, fmt.Errorf("gateway: Config: StuckAfter is %s: must exceed ReadBlock (%s), or the reader's every blocking read would look stuck (0 for the default %s)", c.StuckAfter, c.ReadBlock, DefaultStuckAfter))
 	}
 	if c.ClientBuffer < 1 {
 		errs = append(errs, fmt.Errorf("gateway: Config: ClientBuffer is %d: must be 1 or more (0 for the default %d)", c.ClientBuffer, DefaultClientBuffer))
@@ -226,8 +273,10 @@ type Gateway struct {
 	logger  watermill.LoggerAdapter
 	auth    *Authenticator
 	ingress *IngressAuth
-	limiter *RateLimiter // nil when rate limiting is disabled
+	limiter *RateLimiter   // nil when rate limiting is disabled
+	shared  *sharedLimiter // nil unless RateLimit.PerProcess is false
 	hub     *hub
+	metrics *metrics // nil without Config.Registerer
 
 	// transport is the ingress route: a watermill-http Subscriber and the
 	// goroutines that publish its messages (transport.go).
@@ -280,13 +329,19 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 		if err != nil {
 			return nil, err
 		}
+		if !cfg.RateLimit.PerProcess {
+			g.shared = newSharedLimiter(b.Client(), b.Config().StreamPrefix, cfg.RateLimit, g.limiter, g.logger)
+		}
 	}
 	g.hub = newHub(b.Client(), b.Config().PushKey(), cfg.ReadBlock, cfg.ClientBuffer, g.logger)
 	g.transport, err = newIngressTransport(g.unmarshalRequest, g.handleIngress, g.logger)
 	if err != nil {
 		return nil, err
 	}
-	g.mux.HandleFunc("POST "+EventsPath, g.serveEvents)
+	if g.metrics, err = newMetrics(cfg.Registerer, g); err != nil {
+		return nil, err
+	}
+	g.mux.HandleFunc("POST "+EventsPath, g.metrics.countIngress(g.serveEvents))
 	g.mux.HandleFunc("GET "+StreamPath, g.serveStream)
 	g.handler = CORS(cfg.AllowedOrigins, g.mux)
 	return g, nil

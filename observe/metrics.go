@@ -20,7 +20,7 @@ type collector struct {
 
 func newCollector(o *Observer) *collector {
 	name := func(n string) string { return prometheus.BuildFQName(MetricsNamespace, "", n) }
-	handler := []string{"handler"}
+	handler := []string{"handler_name"}
 	topic := []string{"topic"}
 	return &collector{
 		o:             o,

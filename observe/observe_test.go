@@ -136,14 +136,14 @@ func TestStatsAndMetricsReportAScriptedRunExactly(t *testing.T) {
 		"eventbus_handler_consuming":           1,
 	}
 	for name, v := range want {
-		got, ok := value(m, name, "handler", "worker")
-		if assert.True(t, ok, "%s{handler=worker} missing", name) {
+		got, ok := value(m, name, "handler_name", "worker")
+		if assert.True(t, ok, "%s{handler_name=worker} missing", name) {
 			assert.Equal(t, v, got, name)
 		}
 	}
 	for name, v := range map[string]float64{"eventbus_handler_received_total": n, "eventbus_handler_failed_total": 0, "eventbus_handler_lag": 0} {
-		got, ok := value(m, name, "handler", "audit")
-		assert.True(t, ok, "%s{handler=audit} missing", name)
+		got, ok := value(m, name, "handler_name", "audit")
+		assert.True(t, ok, "%s{handler_name=audit} missing", name)
 		assert.Equal(t, v, got, name)
 	}
 	checkValue := func(want float64, name string, labels ...string) {
@@ -231,7 +231,7 @@ func TestLagGrowsWhileAHandlerIsPausedAndFallsAfter(t *testing.T) {
 	assert.EqualValues(t, 50, h.Lag+h.Pending)
 	assert.Equal(t, h.Lag, h.Streams[0].Lag+h.Streams[1].Lag, "the handler's lag is the sum over its streams")
 	assert.Equal(t, []string{"lag.a", "lag.b"}, []string{h.Streams[0].Type, h.Streams[1].Type})
-	lag, ok := value(scrape(t, srv), "eventbus_handler_lag", "handler", "slow")
+	lag, ok := value(scrape(t, srv), "eventbus_handler_lag", "handler_name", "slow")
 	assert.True(t, ok)
 	assert.GreaterOrEqual(t, lag, 45.0)
 
@@ -268,7 +268,7 @@ func gaugeOf(t *testing.T, reg *prometheus.Registry, name, handler string) prome
 		}
 		for _, m := range f.GetMetric() {
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "handler" && l.GetValue() == handler {
+				if l.GetName() == "handler_name" && l.GetValue() == handler {
 					g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: f.GetHelp()})
 					g.Set(m.GetGauge().GetValue())
 					return g
@@ -276,7 +276,7 @@ func gaugeOf(t *testing.T, reg *prometheus.Registry, name, handler string) prome
 			}
 		}
 	}
-	t.Fatalf("no %s{handler=%q}", name, handler)
+	t.Fatalf("no %s{handler_name=%q}", name, handler)
 	return nil
 }
 

@@ -127,7 +127,7 @@ func TestReadyzFollowsRedisDownAndBackWhileHealthzStaysOK(t *testing.T) {
 	up, ok := value(m, "eventbus_redis_up")
 	assert.True(t, ok)
 	assert.Zero(t, up)
-	_, ok = value(m, "eventbus_handler_lag", "handler", "h")
+	_, ok = value(m, "eventbus_handler_lag", "handler_name", "h")
 	assert.False(t, ok, "no stale lag while Redis cannot be read")
 	_, body = get(t, srv, observe.PathMetrics)
 	assert.False(t, strings.Contains(string(body), password))

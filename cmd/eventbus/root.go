@@ -27,6 +27,8 @@ type globals struct {
 	url     string // --redis-url; "" means $REDIS_URL, else defaultRedisURL
 	prefix  string // --prefix
 	service string // --service
+	// serviceSet: --service (or $EVENTBUS_SERVICE for serve) was given.
+	serviceSet bool
 	// mover: the bus moves due scheduled events (serve only; a one-shot
 	// command would trim streams by its own default retention).
 	mover bool
@@ -169,6 +171,9 @@ JSON).`,
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.HiddenDefaultCmd = true
+	// --version prints the line of 'eventbus version'.
+	root.Version = readBuildVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.url, "redis-url", "", "Redis URL, redis://[user:password@]host:port/db or rediss://…; Sentinel: redis://sentinel:26379?master_name=NAME[&addr=…]; Cluster: redis://node:7000?addr=node2:7001[&addr=…] (default $REDIS_URL, else "+defaultRedisURL+")")
 	pf.StringVar(&g.prefix, "prefix", bus.DefaultStreamPrefix, "stream key prefix of the bus")
@@ -186,6 +191,8 @@ JSON).`,
 		newBenchCmd(g),
 		newDemoCmd(g),
 		newOutboxCmd(g),
+		newTokenCmd(g),
+		newVersionCmd(g),
 	)
 	return root
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +19,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/shared-infra/eventbus/bus"
@@ -45,6 +49,7 @@ type serveOptions struct {
 	burst          int
 	health         bool
 	logLevel       string
+	logFormat      string
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -71,8 +76,22 @@ POST with an API key ($EVENTBUS_API_KEYS, comma-separated, or
 --api-keys-file, one per line) or, with --ingress-jwt, a JWT that grants
 "publish". Secrets are never taken on the command line, nor printed.
 
-Logs go to stderr. SIGINT/SIGTERM shut it down cleanly (open streams are
-closed; browsers reconnect elsewhere and resume).`,
+API keys are at least 16 bytes (gateway.MinAPIKeyLen) without whitespace;
+the HS256 secret at least 32 bytes. Generate them with openssl rand -hex 24
+and openssl rand -hex 32.
+
+Every flag below can also come from the environment: --listen from
+EVENTBUS_LISTEN, --allow-origin from EVENTBUS_ALLOW_ORIGIN (comma-separated)
+and so on, as each flag's help shows in [$...]. A flag on the command line
+wins over its variable, the variable over the default. The global flags
+come from EVENTBUS_REDIS_URL (else REDIS_URL), EVENTBUS_PREFIX and
+EVENTBUS_SERVICE (serve's default service is eventbus-gateway: the source
+of the events it publishes and the service /stats names). A value that is not valid for its flag stops serve with
+exit code 2 and names the variable.
+
+Logs go to stderr, as text (--log-format text, the default) or as one JSON
+object per line (--log-format json). SIGINT/SIGTERM shut it down cleanly
+(open streams are closed; browsers reconnect elsewhere and resume).`,
 		Example: `  # HS256 JWTs for browsers, one API key for services
   export EVENTBUS_JWT_SECRET=$(openssl rand -hex 32)
   export EVENTBUS_API_KEYS=$(openssl rand -hex 24)
@@ -88,6 +107,10 @@ closed; browsers reconnect elsewhere and resume).`,
   eventbus serve --jwt-public-key idp.pem --jwt-issuer https://idp.example.com --ingress-jwt`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd); err != nil {
+				return err
+			}
+			g.serviceSet = cmd.Flags().Changed("service")
 			return runServe(cmd.Context(), g, o)
 		}),
 	}
@@ -98,13 +121,15 @@ closed; browsers reconnect elsewhere and resume).`,
 	f.StringVar(&o.jwtIssuer, "jwt-issuer", "", "required iss claim of JWTs (default: not checked)")
 	f.StringVar(&o.jwtAudience, "jwt-audience", "", "required aud claim of JWTs (default: not checked)")
 	f.DurationVar(&o.jwtLeeway, "jwt-leeway", 0, "clock skew tolerated on exp/nbf/iat")
-	f.StringVar(&o.apiKeysFile, "api-keys-file", "", "file of ingress API keys, one per line (default $"+envAPIKeys+", comma-separated)")
+	f.StringVar(&o.apiKeysFile, "api-keys-file", "", "file of ingress API keys, one per line, each at least 16 bytes without whitespace (default $"+envAPIKeys+", comma-separated)")
 	f.BoolVar(&o.ingressJWT, "ingress-jwt", false, "accept JWTs that grant \"publish\" on ingress")
 	f.StringSliceVar(&o.allowedOrigins, "allow-origin", nil, "origin browsers may call from (CORS; repeat; \"*\" for any)")
 	f.Float64Var(&o.rate, "rate", gateway.DefaultRatePerSecond, "ingress requests per second per principal (-1: no limit)")
 	f.IntVar(&o.burst, "burst", gateway.DefaultRateBurst, "ingress requests allowed at once per principal")
 	f.BoolVar(&o.health, "health", true, "serve /healthz, /readyz, /stats and /metrics")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.logFormat, "log-format", "text", "text (slog's key=value lines) or json (one JSON object per line)")
+	envFlags(cmd)
 	return cmd
 }
 
@@ -116,16 +141,11 @@ func (o serveOptions) gatewayConfig() (gateway.Config, error) {
 		RateLimit:      gateway.RateLimit{PerSecond: o.rate, Burst: o.burst},
 		Auth:           gateway.AuthConfig{Issuer: o.jwtIssuer, Audience: o.jwtAudience, Leeway: o.jwtLeeway},
 	}
-	switch {
-	case o.jwtSecretFile != "":
-		b, err := os.ReadFile(o.jwtSecretFile)
-		if err != nil {
-			return cfg, usagef("--jwt-secret-file: %v", err)
-		}
-		cfg.Auth.HMACSecret = []byte(strings.TrimSpace(string(b)))
-	case os.Getenv(envJWTSecret) != "":
-		cfg.Auth.HMACSecret = []byte(strings.TrimSpace(os.Getenv(envJWTSecret)))
+	secret, err := readHMACSecret(o.jwtSecretFile)
+	if err != nil {
+		return cfg, err
 	}
+	cfg.Auth.HMACSecret = secret
 	if o.jwtPublicKey != "" {
 		key, err := readRSAPublicKey(o.jwtPublicKey)
 		if err != nil {
@@ -222,17 +242,35 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	logger := watermill.NewSlogLogger(slog.New(slog.NewTextHandler(g.io.err, &slog.HandlerOptions{Level: level})))
+	newHandler, err := logHandler(o.logFormat)
+	if err != nil {
+		return err
+	}
+	sl := slog.New(newHandler(g.io.err, &slog.HandlerOptions{Level: level}))
+	logger := watermill.NewSlogLogger(sl)
 	// The health endpoints' router has no handlers: its info logs (Watermill
 	// starting and stopping its idle handler) say nothing useful.
-	quiet := watermill.NewSlogLogger(slog.New(slog.NewTextHandler(g.io.err, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)})))
+	quiet := watermill.NewSlogLogger(slog.New(newHandler(g.io.err, &slog.HandlerOptions{Level: max(level, slog.LevelWarn)})))
 
+	if !g.serviceSet {
+		g.service = defaultServeService // the source of its events, and /stats' service
+	}
 	g.mover = true // a long-running bus: it moves due delayed events too
 	b, err := g.openBus(ctx)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	var reg *prometheus.Registry
+	if o.health {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(
+			buildInfoCollector(readBuildVersion()),
+			collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		)
+		cfg.Registerer = reg
+	}
 	gw, err := gateway.New(b, cfg, logger)
 	if err != nil {
 		// New only validates the configuration.
@@ -251,14 +289,13 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		if err != nil {
 			return &failure{err: fmt.Errorf("health endpoints: %w", err)}
 		}
-		reg := prometheus.NewRegistry()
 		obs, err := observe.New(r, observe.Config{Registerer: reg}, quiet)
 		if err != nil {
 			return &failure{err: fmt.Errorf("health endpoints: %w", err)}
 		}
 		defer obs.Close()
 		gw.Mount("GET "+observe.PathHealthz, obs.Healthz())
-		gw.Mount("GET "+observe.PathReadyz, obs.Readyz())
+		gw.Mount("GET "+observe.PathReadyz, gatewayReadyz(gw, obs.Readyz()))
 		gw.Mount("GET "+observe.PathStats, obs.StatsHandler())
 		gw.Mount("GET "+observe.PathMetrics, obs.Metrics())
 		wg.Go(func() {
@@ -277,8 +314,13 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	if err != nil {
 		return &failure{err: fmt.Errorf("cannot listen on %s: %v — pick another --listen address", o.listen, err)}
 	}
-	fmt.Fprintf(g.io.err, "eventbus serve: listening on http://%s (%s); Redis %s, prefix %q; Ctrl-C to stop\n",
-		ln.Addr(), endpoints, bus.RedactURL(g.redisURL()), b.Config().StreamPrefix)
+	if o.logFormat == "json" {
+		sl.Info("eventbus serve: listening on http://"+ln.Addr().String(), "endpoints", endpoints,
+			"redis", bus.RedactURL(g.redisURL()), "prefix", b.Config().StreamPrefix, "version", readBuildVersion().Version)
+	} else {
+		fmt.Fprintf(g.io.err, "eventbus serve: listening on http://%s (%s); Redis %s, prefix %q; Ctrl-C to stop\n",
+			ln.Addr(), endpoints, bus.RedactURL(g.redisURL()), b.Config().StreamPrefix)
+	}
 	err = gw.Serve(ctx, ln)
 	cancel()
 	wg.Wait()
@@ -286,4 +328,38 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 		return &failure{err: fmt.Errorf("gateway: %s", g.redact(err.Error()))}
 	}
 	return nil
+}
+
+// logHandler returns the slog handler constructor of --log-format.
+func logHandler(format string) (func(io.Writer, *slog.HandlerOptions) slog.Handler, error) {
+	switch format {
+	case "text":
+		return func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewTextHandler(w, o) }, nil
+	case "json":
+		return func(w io.Writer, o *slog.HandlerOptions) slog.Handler { return slog.NewJSONHandler(w, o) }, nil
+	}
+	return nil, usagef("invalid --log-format %q: use text or json", format)
+}
+
+// defaultServeService is serve's --service when none is given: the source
+// of the events ingress publishes, and the service /stats names.
+const defaultServeService = "eventbus-gateway"
+
+// gatewayReadyz is /readyz: 503 while the gateway is not ready (its
+// push-stream reader not running, or stuck: see gateway.Ready), else the
+// observer's readiness (Redis answering).
+func gatewayReadyz(gw *gateway.Gateway, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := gw.Ready(); err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"status": observe.StatusDown,
+				"checks": map[string]any{"gateway": map[string]any{"status": observe.StatusDown, "error": err.Error()}},
+			})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

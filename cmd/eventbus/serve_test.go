@@ -46,6 +46,7 @@ func TestServe(t *testing.T) {
 		t.Fatalf("serve did not say where it listens; stderr:\n%s", log.String())
 	}
 	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	waitReady(t, base)
 
 	// Ingress with the API key.
 	body := `{"specversion":"1.0","id":"e-1","source":"curl","type":"photo.uploaded","subject":"p-42","data":{"photoId":"p-42"}}`
@@ -74,14 +75,27 @@ func TestServe(t *testing.T) {
 		t.Errorf("POST without credentials: %d, want 401", resp.StatusCode)
 	}
 	// Health endpoints.
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz", "/stats", "/metrics"} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatal(err)
 		}
+		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			t.Errorf("GET %s: %d, want 200", path, resp.StatusCode)
+		}
+		if path == "/stats" && !strings.Contains(string(b), `"service":"eventbus-gateway"`) {
+			t.Errorf("/stats does not name the service eventbus-gateway: %s", b)
+		}
+		if path == "/metrics" {
+			for _, series := range []string{"eventbus_build_info{", "go_goroutines ", "process_cpu_seconds_total ",
+				"eventbus_gateway_streams_open ", `eventbus_gateway_ingress_requests_total{status="202"} 1`, `eventbus_gateway_ingress_requests_total{status="401"} 1`,
+				"eventbus_gateway_push_reader_lag_seconds ", "eventbus_gateway_push_reader_position_seconds "} {
+				if !strings.Contains(string(b), "\n"+series) {
+					t.Errorf("/metrics has no %s series", series)
+				}
+			}
 		}
 	}
 
