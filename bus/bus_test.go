@@ -122,6 +122,9 @@ func TestRejectedPublishWritesNothing(t *testing.T) {
 			m.Metadata.Set(bus.AttrTime, "yesterday")
 			return m
 		}()}, bus.ErrInvalidAttribute, "RFC 3339"},
+		{"empty user", "photo.uploaded", []*message.Message{optMsg(t, bus.WithUser(""))}, bus.ErrInvalidAttribute, "user is empty"},
+		{"empty room", "photo.uploaded", []*message.Message{optMsg(t, bus.WithRoom(""))}, bus.ErrInvalidAttribute, "room is empty"},
+		{"empty subject", "photo.uploaded", []*message.Message{optMsg(t, bus.WithSubject(""))}, bus.ErrInvalidAttribute, "subject is empty"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -137,6 +140,14 @@ func TestRejectedPublishWritesNothing(t *testing.T) {
 		require.NoError(t, err)
 		assert.Zero(t, n, "a rejected publish must write nothing (%s)", k)
 	}
+}
+
+// optMsg builds a valid event with opts applied.
+func optMsg(t *testing.T, opts ...bus.Option) *message.Message {
+	t.Helper()
+	m, err := bus.NewMessage(context.Background(), map[string]bool{"ok": true}, opts...)
+	require.NoError(t, err)
+	return m
 }
 
 func TestGarbageEntryDoesNotStopConsumption(t *testing.T) {

@@ -32,16 +32,20 @@ type Event[T any] struct {
 // Option sets an attribute of an event built by NewMessage or Publish.
 type Option func(*message.Message)
 
-// WithRoom addresses the event to a room (browser delivery).
+// WithRoom addresses the event to a room (browser delivery). An empty room
+// is refused by Publish (ErrInvalidAttribute), as are an empty user and
+// subject: leave the option out instead.
 func WithRoom(room string) Option { return WithAttribute(AttrRoom, room) }
 
-// WithUser addresses the event to one user (browser delivery).
+// WithUser addresses the event to one user (browser delivery). Publish
+// refuses an empty user (ErrInvalidAttribute) rather than write "user=".
 func WithUser(user string) Option { return WithAttribute(AttrUser, user) }
 
 // WithBroadcast addresses the event to every connected browser.
 func WithBroadcast() Option { return WithAttribute(AttrBroadcast, "true") }
 
-// WithSubject sets the CloudEvents subject, e.g. the photo id.
+// WithSubject sets the CloudEvents subject, e.g. the photo id. Publish
+// refuses an empty subject (ErrInvalidAttribute).
 func WithSubject(subject string) Option { return WithAttribute(AttrSubject, subject) }
 
 // WithCorrelationID sets the correlation id (by default the trace middleware

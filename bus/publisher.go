@@ -200,6 +200,9 @@ func (p *Publisher) prepare(topic string, msg *message.Message, now string, sch 
 	if md.Get(AttrDataContentType) == "" {
 		md[AttrDataContentType] = p.cfg.DefaultContentType
 	}
+	if err := checkAddressing(md); err != nil {
+		return nil, err
+	}
 	if b := md.Get(AttrBroadcast); b != "" && b != "true" && b != "false" {
 		return nil, fmt.Errorf("%w: broadcast %q must be \"true\" or \"false\"", ErrInvalidAttribute, b)
 	}
@@ -225,6 +228,21 @@ func (p *Publisher) prepare(topic string, msg *message.Message, now string, sch 
 		return nil, fmt.Errorf("%w: %d bytes (data %d bytes) exceeds the limit of %d bytes", ErrEventTooLarge, size, len(msg.Payload), p.cfg.MaxEventSize)
 	}
 	return append(fields, FieldData, []byte(msg.Payload)), nil
+}
+
+// emptyRefused lists the attributes that address or name an event: set
+// with an empty value (bus.WithUser("") of a field nobody filled in), they
+// would be written as "user=" and mean nothing, so Publish refuses them.
+var emptyRefused = [...]string{AttrRoom, AttrUser, AttrSubject}
+
+// checkAddressing refuses an addressing attribute that is present but empty.
+func checkAddressing(md message.Metadata) error {
+	for _, k := range emptyRefused {
+		if v, ok := md[k]; ok && v == "" {
+			return fmt.Errorf("%w: %s is empty: give a non-empty %s, or leave the attribute out", ErrInvalidAttribute, k, k)
+		}
+	}
+	return nil
 }
 
 // applySchema validates data against sch and names its version in
@@ -291,6 +309,11 @@ func (p *Publisher) republish(ctx context.Context, topic string, stored map[stri
 	for k, v := range stored {
 		if k != FieldData {
 			msg.Metadata[k] = v
+		}
+	}
+	for _, k := range emptyRefused { // written empty before Publish refused it
+		if msg.Metadata[k] == "" {
+			delete(msg.Metadata, k)
 		}
 	}
 	if msg.UUID == "" {

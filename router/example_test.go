@@ -2,6 +2,7 @@ package router_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"time"
@@ -34,15 +35,16 @@ func Example_readme() {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	prefix := fmt.Sprintf("example:readme:%d:", time.Now().UnixNano())
 
-	// --- the README snippet, with StreamPrefix added ---
-	b, err := bus.New(bus.Config{ServiceName: "photo-worker", RedisURL: redistest.URL(), StreamPrefix: prefix, TracerProvider: tp}, nil)
+	done := make(chan *message.Message, 1)
+	// snippet: readme
+	b, err := bus.New(bus.Config{ServiceName: "photo-worker", RedisURL: redistest.URL(), StreamPrefix: prefix, TracerProvider: tp}, nil) // doc: b, err := bus.New(bus.Config{ServiceName: "photo-worker", RedisURL: os.Getenv("REDIS_URL"), TracerProvider: tp}, nil)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer b.Close()
-	defer func() { _ = rediskeys.DeletePrefix(context.Background(), b.Client(), prefix) }()
+	defer func() { _ = rediskeys.DeletePrefix(context.Background(), b.Client(), prefix) }() // doc: -
 
-	_, err = b.Schemas().Put(ctx, "photo.uploaded", []byte(`{"type":"object","required":["photoId"]}`))
+	_, err = b.Schemas().Put(ctx, "photo.uploaded", []byte(`{"type":"object","required":["photoId","ownerId"]}`))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -53,11 +55,7 @@ func Example_readme() {
 	}
 	pub := b.Publisher()
 
-	done := make(chan *message.Message, 1)
-	err = router.Handle(r, "thumbnailer", "photo.>", func(ctx context.Context, ev bus.Event[Uploaded]) error {
-		if ev.Type != "photo.uploaded" {
-			return nil
-		}
+	err = router.Handle(r, "thumbnailer", "photo.uploaded", func(ctx context.Context, ev bus.Event[Uploaded]) error {
 		_, err := bus.Publish(ctx, pub, "photo.processing.completed", Completed{PhotoID: ev.Data.PhotoID},
 			bus.WithUser(ev.Data.OwnerID))
 		return err
@@ -65,11 +63,11 @@ func Example_readme() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go func() { _ = r.Run(ctx) }()
-	<-r.Running()
+	go r.Run(ctx)
+	<-r.Running() // doc: -
 
 	id, err := bus.Publish(ctx, pub, "photo.uploaded", Uploaded{PhotoID: "p1", OwnerID: "u1"})
-	// --- end of the snippet ---
+	// end snippet
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -88,9 +86,12 @@ func Example_readme() {
 		spans[s.Name()] = true
 	}
 	fmt.Println(spans["publish photo.uploaded"], spans["process photo.uploaded"], spans["publish photo.processing.completed"])
+	_, err = bus.Publish(ctx, pub, "photo.processing.completed", Completed{PhotoID: "p1"}, bus.WithUser(""))
+	fmt.Println("empty user refused:", errors.Is(err, bus.ErrInvalidAttribute))
 	// Output:
 	// causation is the upload: true
 	// dataschema of the upload: urn:eventbus:schema:photo.uploaded:1
 	// true
 	// true true true
+	// empty user refused: true
 }
