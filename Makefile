@@ -7,7 +7,7 @@ BENCHSTAT    ?= $(GO) run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-
 TESTFLAGS    ?= -race -count=1 -timeout 20m
 BENCHTIME    ?= 2s
 
-.PHONY: all demo test test-ts ts-build test-cluster test-faults test-tls test-ha bench bench-go bench-gateway lint fuzz tidy
+.PHONY: all demo test test-ts ts-build test-cluster test-faults test-tls test-ha bench bench-go bench-gateway bench-peers lint fuzz tidy
 
 all: lint test
 
@@ -58,6 +58,11 @@ bench-go:
 ## bench-gateway: the SSE load run (gateway in a process of its own; 1,000 clients, 1,000 events/s for 10 s) — a measurement, not a test
 bench-gateway:
 	scripts/with-redis.sh $(GO) run ./bench/gatewayload
+
+## bench-peers: the bus beside go-redis, redisstream, NATS JetStream (127.0.0.1:4222) and RabbitMQ (127.0.0.1:5672) in one run (bench/peers, a module of its own)
+PEERSFLAGS   ?= --events 20000 --latency-events 2000 --rounds 3
+bench-peers:
+	scripts/with-redis.sh sh -c 'cd bench/peers && $(GO) run . $(PEERSFLAGS)'
 
 ## fuzz: each fuzz target for a bounded time
 FUZZTIME ?= 20s
