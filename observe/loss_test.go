@@ -71,7 +71,7 @@ func TestLossIsReportedInStatsMetricsAndReadiness(t *testing.T) {
 	require.Len(t, s.Handlers["paused"].Streams, 1)
 	assert.Equal(t, want, s.Handlers["paused"].Streams[0].Lost)
 	assert.Equal(t, int64(5), s.Handlers["paused"].Lag, "no phantom lag: the 5 retained entries")
-	lost, ok := value(scrape(t, srv), "eventbus_handler_lost_total", "handler", "paused")
+	lost, ok := value(scrape(t, srv), "eventbus_handler_lost_total", "handler_name", "paused")
 	assert.True(t, ok)
 	assert.Equal(t, float64(want), lost)
 
