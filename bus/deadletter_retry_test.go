@@ -3,14 +3,12 @@ package bus_test
 import (
 	"context"
 	"testing"
-	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
-	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
 func deliveredMessage(id, group string) *message.Message {
@@ -20,28 +18,6 @@ func deliveredMessage(id, group string) *message.Message {
 	m.Metadata.Set(bus.MetaGroup, group)
 	m.Metadata.Set(bus.MetaDelivery, "1")
 	return m
-}
-
-// A dead-letter write that fails is not retried in a tight loop: while Redis
-// is unreachable, Add backs off (50 ms doubling) until its context ends.
-func TestDeadLetterAddBacksOffWhileRedisIsDown(t *testing.T) {
-	if redistest.IsCluster() {
-		t.Skip("a proxy in front of one cluster node is bypassed by MOVED redirects")
-	}
-	_, proxied, p := downRedis(t)
-	b, err := bus.New(bus.Config{ServiceName: "svc", Client: proxied, StreamPrefix: redistest.Prefix(t)}, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = b.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, err = b.DeadLetters().Add(ctx, deliveredMessage("e-1", "g"), bus.DeadLetterInfo{Reason: "boom", Group: "g"})
-	require.Error(t, err)
-	assert.True(t, bus.IsTransient(err), "%v", err)
-	// 50, 100, 200, 400 ms (±20%) fit in the second: at most 5 attempts,
-	// each one connection attempt (the client does not retry by itself);
-	// a tight loop would make hundreds.
-	assert.GreaterOrEqual(t, p.Refused(), 2, "retried")
-	assert.LessOrEqual(t, p.Refused(), 6, "backed off")
 }
 
 // When a dead-letter write fails, the event comes back (redelivered, maybe

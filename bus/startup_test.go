@@ -1,3 +1,10 @@
+//go:build !cluster
+
+// These tests put a fault proxy or an ACL user in front of one Redis
+// server; on a cluster the client's MOVED redirects bypass a proxy in front
+// of one node, and ACL users are per node, so the cluster build leaves them
+// out (make test runs them against a single server).
+
 package bus_test
 
 import (
@@ -37,9 +44,6 @@ func downRedis(t *testing.T) (direct redis.UniversalClient, proxied *redis.Clien
 }
 
 func TestSubscribeWaitsForRedis(t *testing.T) {
-	if redistest.IsCluster() {
-		t.Skip("a proxy in front of one cluster node is bypassed by MOVED redirects; the single-server run covers this")
-	}
 	for _, topic := range []string{"start.down", "start.>"} {
 		t.Run(topic, func(t *testing.T) {
 			direct, proxied, p := downRedis(t)
@@ -69,9 +73,6 @@ func TestSubscribeWaitsForRedis(t *testing.T) {
 }
 
 func TestSubscribeFailsFastOnMisconfiguration(t *testing.T) {
-	if redistest.IsCluster() {
-		t.Skip("ACL users are per node on a cluster; the single-server run covers this")
-	}
 	opts, err := redis.ParseURL(redistest.URL())
 	require.NoError(t, err)
 	admin := redistest.Client(t)
@@ -104,4 +105,23 @@ func TestSubscribeFailsFastOnMisconfiguration(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A dead-letter write that fails is not retried in a tight loop: while Redis
+// is unreachable, Add backs off (50 ms doubling) until its context ends.
+func TestDeadLetterAddBacksOffWhileRedisIsDown(t *testing.T) {
+	_, proxied, p := downRedis(t)
+	b, err := bus.New(bus.Config{ServiceName: "svc", Client: proxied, StreamPrefix: redistest.Prefix(t)}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err = b.DeadLetters().Add(ctx, deliveredMessage("e-1", "g"), bus.DeadLetterInfo{Reason: "boom", Group: "g"})
+	require.Error(t, err)
+	assert.True(t, bus.IsTransient(err), "%v", err)
+	// 50, 100, 200, 400 ms (±20%) fit in the second: at most 5 attempts,
+	// each one connection attempt (the client does not retry by itself);
+	// a tight loop would make hundreds.
+	assert.GreaterOrEqual(t, p.Refused(), 2, "retried")
+	assert.LessOrEqual(t, p.Refused(), 6, "backed off")
 }
