@@ -51,8 +51,8 @@ func Cloud() Machine {
 // from today's to the one it proposes.
 func Designs() []Design {
 	return []Design{
-		{Name: "A. today: 1 push stream, every entry offered to every stream", PushShards: 1},
-		{Name: "B. A + hub index (user/room → streams)", PushShards: 1, Indexed: true},
+		{Name: "A. until 2026-12-04: 1 push stream, every entry offered to every stream", PushShards: 1},
+		{Name: "B. today: A + hub index (user/room → streams)", PushShards: 1, Indexed: true},
 		{Name: "C. B + 64 push shards, any gateway", PushShards: 64, Indexed: true},
 		{Name: "D. C + user affinity at the load balancer", PushShards: 64, Indexed: true, Affinity: true},
 		{Name: "E. D + hot types in 4 partitions", PushShards: 64, Indexed: true, Affinity: true, TypePartitions: 4},
