@@ -45,8 +45,8 @@ type hub struct {
 	pos   atomic.Pointer[streamID] // every event up to pos has been dispatched
 	reads readClock                // when the last read of the stream completed
 
-	mu         sync.RWMutex
-	clients    map[*Client]*sendQueue // guarded by mu
+	mu      sync.RWMutex
+	clients map[*Client]*sendQueue // guarded by mu
 	// byUser and byRoom index clients by the addressing Client.Wants
 	// matches (a stream's user and rooms are fixed when it opens), so a
 	// batch without a broadcast is offered only to the streams of its
@@ -56,9 +56,9 @@ type hub struct {
 	byRoom map[string]map[*Client]struct{} // guarded by mu
 	// targets is dispatch's scratch set; only the reader goroutine
 	// calls dispatch.
-	targets map[*Client]struct{}
-	startedRun bool                   // guarded by mu
-	closed     bool                   // guarded by mu: no more clients are added
+	targets    map[*Client]struct{}
+	startedRun bool // guarded by mu
+	closed     bool // guarded by mu: no more clients are added
 
 	running   chan struct{} // closed once run knows its starting position
 	done      chan struct{} // closed when run returns
