@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shared-infra/eventbus/bench"
+	"github.com/shared-infra/eventbus/internal/bench"
 )
 
 // The go test benchmarks (`make bench-go`, for benchstat) are thin wrappers
