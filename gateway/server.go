@@ -278,9 +278,8 @@ type Gateway struct {
 	hub     *hub
 	metrics *metrics // nil without Config.Registerer
 
-	// transport is the ingress route: a watermill-http Subscriber and the
-	// goroutines that publish its messages (transport.go).
-	transport *ingressTransport
+	// gate admits ingress requests and lets Close wait for them (gate.go).
+	gate ingressGate
 
 	mux     *http.ServeMux
 	handler http.Handler
@@ -289,10 +288,9 @@ type Gateway struct {
 // New validates cfg and returns a Gateway publishing through and streaming
 // from b. It does not contact Redis. Call Run (or ListenAndServe) to start
 // the push-stream reader; the stream endpoint answers 503 until it runs.
-// Ingress needs no Run: the first ingress request starts the goroutine that
-// handles the ingress Subscriber's messages, and Close stops it. The gateway
-// never closes b. A nil logger logs nothing; the logger is also the ingress
-// Subscriber's (watermill-http logs each refused request at Info level).
+// Ingress needs no Run: each request is decoded and published on its own
+// goroutine (net/http's), and Close waits for those in flight. The gateway
+// never closes b. A nil logger logs nothing.
 func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, error) {
 	if b == nil {
 		return nil, errors.New("gateway: New: the bus is nil")
@@ -334,10 +332,6 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 		}
 	}
 	g.hub = newHub(b.Client(), b.Config().PushKey(), cfg.ReadBlock, cfg.ClientBuffer, g.logger)
-	g.transport, err = newIngressTransport(g.unmarshalRequest, g.handleIngress, g.logger)
-	if err != nil {
-		return nil, err
-	}
 	if g.metrics, err = newMetrics(cfg.Registerer, g); err != nil {
 		return nil, err
 	}
@@ -387,12 +381,12 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // Close stops the push-stream reader and closes every open stream (their
 // browsers reconnect elsewhere and resume), and stops ingress: from then on
-// POST /v1/events answers 503, the requests already being published are
-// answered, and then the ingress Subscriber is closed. It waits for the
+// POST /v1/events answers 503 and the requests already being published are
+// answered. It waits for the
 // reader and for those requests for up to Config.CloseTimeout each. It never
 // closes the bus. Safe to call more than once.
 func (g *Gateway) Close() error {
-	return errors.Join(g.hub.close(g.cfg.CloseTimeout), g.transport.close(g.cfg.CloseTimeout))
+	return errors.Join(g.hub.close(g.cfg.CloseTimeout), g.gate.close(g.cfg.CloseTimeout))
 }
 
 // ListenAndServe serves Handler on Config.ListenAddr and runs the
