@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -764,12 +765,36 @@ func (sub *subscription) claim(ctx context.Context, own bool) {
 }
 
 // dispatchLoop is the dispatcher goroutine: it decodes entries and delivers
-// them, at most Concurrency unacked at a time.
+// them, in stream order, at most Concurrency unacked at a time. Each
+// delivered message is then awaited (its ack or nack) by one of at most
+// Concurrency awaiter goroutines, started when none is idle and kept for
+// the subscription's life: no goroutine is started per event.
 func (sub *subscription) dispatchLoop() {
 	cfg := sub.s.cfg
 	sem := make(chan struct{}, cfg.Concurrency)
-	var wg sync.WaitGroup
+	// Never blocks: a job is queued only after sem admitted it, so at most
+	// Concurrency jobs are queued or being awaited.
+	jobs := make(chan awaitJob, cfg.Concurrency)
+	var (
+		wg      sync.WaitGroup
+		idle    atomic.Int32 // awaiters waiting for a job
+		started int
+	)
+	awaiter := func() {
+		defer wg.Done()
+		for {
+			idle.Add(1)
+			j, ok := <-jobs
+			idle.Add(-1)
+			if !ok {
+				return
+			}
+			sub.await(j.d, j.msg, j.cancel)
+			<-sem
+		}
+	}
 	defer func() {
+		close(jobs)
 		drained := make(chan struct{})
 		go func() { wg.Wait(); close(drained) }()
 		t := time.NewTimer(cfg.CloseTimeout)
@@ -817,13 +842,20 @@ func (sub *subscription) dispatchLoop() {
 			<-sem
 			return
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			sub.await(d, msg, cancel)
-		}()
+		if idle.Load() == 0 && started < cfg.Concurrency {
+			started++
+			wg.Add(1)
+			go awaiter()
+		}
+		jobs <- awaitJob{d: d, msg: msg, cancel: cancel}
 	}
+}
+
+// awaitJob is a delivered message for an awaiter goroutine to await.
+type awaitJob struct {
+	d      delivery
+	msg    *message.Message
+	cancel context.CancelFunc
 }
 
 func (sub *subscription) send(msg *message.Message) bool {
