@@ -70,9 +70,9 @@ type entryWrite struct {
 	key   string // the stream
 	topic string // the event type (counted in Publisher.Counts)
 	push  bool   // the push copy
-	keys []string
-	args []any
-	cmd  redis.Cmder // the XADD, or the script's EVALSHA/EVAL
+	keys  []string
+	args  []any
+	cmd   redis.Cmder // the XADD, or the script's EVALSHA/EVAL
 }
 
 // newWrite prepares the write of fields (an event's stream fields) to the
