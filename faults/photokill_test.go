@@ -213,7 +213,7 @@ func TestPhotoPipelineWorkerKilled(t *testing.T) {
 	x.Published, x.Acked, x.Handled = n, n, handled
 	x.Lost, x.Duplicated = noOutcome, dupOutcomes+dupNotes
 	x.Recovery = fmtDur(recovery)
-	x.Notes = fmt.Sprintf("worker ran %d uploads, died holding %d pending; %d worker runs repeated by the second worker (runs killed before their dedup mark); outcomes: %d completed, %d failed, %d photos without one, %d duplicate outcomes; notifications: %d duplicate, %d missing, %d to a wrong owner; duplicated = duplicate outcomes + notifications",
+	x.Notes = fmt.Sprintf("worker ran %d uploads, died holding %d pending; %d worker runs repeated by the second worker (runs killed before their dedup mark); outcomes: %d completed, %d failed, %d photos without one, %d duplicate outcomes; notifications: %d duplicate, %d missing, %d to a wrong owner; duplicated = duplicate outcomes + notifications; recovery = SIGKILL → every upload the dead worker held claimed (the second worker takes its own read-ahead of new uploads first, BatchSize 100, so this includes rendering those)",
 		len(childRuns), pending.Count, repeatedRuns, len(outcomes)-failed, failed, noOutcome, dupOutcomes, dupNotes, noNote, wrongOwner)
 	t.Log(x.Notes)
 	assert.Zero(t, noOutcome, "photos without an outcome event")
