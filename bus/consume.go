@@ -743,7 +743,7 @@ func (sub *subscription) claim(ctx context.Context, own bool) {
 			ids = append(ids, p.ID)
 			counts[p.ID] = p.RetryCount
 		}
-		if len(ids) == 0 {
+		if ids = sub.dropGone(ctx, sub.streams[i], ids); len(ids) == 0 {
 			continue
 		}
 		msgs, err := sub.s.client.XClaim(ctx, &redis.XClaimArgs{

@@ -14,7 +14,7 @@ type collector struct {
 
 	received, acked, nacked, failed, retried, deadLettered, filtered *prometheus.Desc
 	inFlight, processing, lag, pending, consuming, lost              *prometheus.Desc
-	published, publishFailed                                         *prometheus.Desc
+	published, publishFailed, publishDuplicates                      *prometheus.Desc
 	deadLetters, uptime, redisUp, redisRTT                           *prometheus.Desc
 }
 
@@ -23,26 +23,27 @@ func newCollector(o *Observer) *collector {
 	handler := []string{"handler_name"}
 	topic := []string{"topic"}
 	return &collector{
-		o:             o,
-		received:      prometheus.NewDesc(name("handler_received_total"), "Deliveries handed to the handler's middleware stack.", handler, nil),
-		acked:         prometheus.NewDesc(name("handler_acked_total"), "Deliveries that ended in an ack: handled, filtered or dead-lettered.", handler, nil),
-		nacked:        prometheus.NewDesc(name("handler_nacked_total"), "Deliveries that ended in a nack (they are delivered again).", handler, nil),
-		failed:        prometheus.NewDesc(name("handler_failed_total"), "Handler attempts that failed: returned an error, timed out, panicked or were invalid.", handler, nil),
-		retried:       prometheus.NewDesc(name("handler_retried_total"), "Retries scheduled after a failed attempt.", handler, nil),
-		deadLettered:  prometheus.NewDesc(name("handler_dead_lettered_total"), "Events the handler gave up on, sent to the dead-letter stream.", handler, nil),
-		filtered:      prometheus.NewDesc(name("handler_filtered_total"), "Events the handler's filter skipped (acked unprocessed).", handler, nil),
-		inFlight:      prometheus.NewDesc(name("handler_in_flight"), "Deliveries being processed now.", handler, nil),
-		processing:    prometheus.NewDesc(name("handler_processing_seconds"), "Time from receipt to ack or nack, retries included. Quantiles are upper bounds of power-of-two buckets from 50us.", handler, nil),
-		lag:           prometheus.NewDesc(name("handler_lag"), "Entries of the handler's streams not yet delivered to its consumer group (absent when Redis cannot be read).", handler, nil),
-		pending:       prometheus.NewDesc(name("handler_pending"), "Entries delivered to the handler's consumer group and not yet acked (absent when Redis cannot be read).", handler, nil),
-		lost:          prometheus.NewDesc(name("handler_lost_total"), "Entries of the handler's streams removed (retention cap or anyone's XTRIM) before its consumer group read them, as counted by the bus's retention passes (absent when Redis cannot be read).", handler, nil),
-		consuming:     prometheus.NewDesc(name("handler_consuming"), "1 when the handler's subscription is open, else 0.", handler, nil),
-		published:     prometheus.NewDesc(name("published_total"), "Events the bus published (every Publish call of its Publisher).", topic, nil),
-		publishFailed: prometheus.NewDesc(name("publish_failed_total"), "Events whose Publish call on the bus failed (invalid, too large, Redis unreachable).", topic, nil),
-		deadLetters:   prometheus.NewDesc(name("dead_letters"), "Entries in the dead-letter stream (absent when Redis cannot be read).", nil, nil),
-		uptime:        prometheus.NewDesc(name("uptime_seconds"), "Time since the observer was created.", nil, nil),
-		redisUp:       prometheus.NewDesc(name("redis_up"), "1 when Redis answered the scrape's PING and reads, else 0.", nil, nil),
-		redisRTT:      prometheus.NewDesc(name("redis_rtt_seconds"), "Round-trip time of the scrape's PING to Redis (absent when Redis is down).", nil, nil),
+		o:                 o,
+		received:          prometheus.NewDesc(name("handler_received_total"), "Deliveries handed to the handler's middleware stack.", handler, nil),
+		acked:             prometheus.NewDesc(name("handler_acked_total"), "Deliveries that ended in an ack: handled, filtered or dead-lettered.", handler, nil),
+		nacked:            prometheus.NewDesc(name("handler_nacked_total"), "Deliveries that ended in a nack (they are delivered again).", handler, nil),
+		failed:            prometheus.NewDesc(name("handler_failed_total"), "Handler attempts that failed: returned an error, timed out, panicked or were invalid.", handler, nil),
+		retried:           prometheus.NewDesc(name("handler_retried_total"), "Retries scheduled after a failed attempt.", handler, nil),
+		deadLettered:      prometheus.NewDesc(name("handler_dead_lettered_total"), "Events the handler gave up on, sent to the dead-letter stream.", handler, nil),
+		filtered:          prometheus.NewDesc(name("handler_filtered_total"), "Events the handler's filter skipped (acked unprocessed).", handler, nil),
+		inFlight:          prometheus.NewDesc(name("handler_in_flight"), "Deliveries being processed now.", handler, nil),
+		processing:        prometheus.NewDesc(name("handler_processing_seconds"), "Time from receipt to ack or nack, retries included. Quantiles are upper bounds of power-of-two buckets from 50us.", handler, nil),
+		lag:               prometheus.NewDesc(name("handler_lag"), "Entries of the handler's streams not yet delivered to its consumer group (absent when Redis cannot be read).", handler, nil),
+		pending:           prometheus.NewDesc(name("handler_pending"), "Entries delivered to the handler's consumer group and not yet acked (absent when Redis cannot be read).", handler, nil),
+		lost:              prometheus.NewDesc(name("handler_lost_total"), "Entries of the handler's streams removed (retention cap or anyone's XTRIM) before its consumer group read them, as counted by the bus's retention passes (absent when Redis cannot be read).", handler, nil),
+		consuming:         prometheus.NewDesc(name("handler_consuming"), "1 when the handler's subscription is open, else 0.", handler, nil),
+		published:         prometheus.NewDesc(name("published_total"), "Events the bus published (every Publish call of its Publisher).", topic, nil),
+		publishFailed:     prometheus.NewDesc(name("publish_failed_total"), "Events whose Publish call on the bus failed (invalid, too large, Redis unreachable).", topic, nil),
+		publishDuplicates: prometheus.NewDesc(name("publish_duplicates_total"), "Events the bus's publisher did not write because their id was already written to the stream within its dedup window (a retried publish, or a retried XADD whose reply was lost); counted in published_total too.", topic, nil),
+		deadLetters:       prometheus.NewDesc(name("dead_letters"), "Entries in the dead-letter stream (absent when Redis cannot be read).", nil, nil),
+		uptime:            prometheus.NewDesc(name("uptime_seconds"), "Time since the observer was created.", nil, nil),
+		redisUp:           prometheus.NewDesc(name("redis_up"), "1 when Redis answered the scrape's PING and reads, else 0.", nil, nil),
+		redisRTT:          prometheus.NewDesc(name("redis_rtt_seconds"), "Round-trip time of the scrape's PING to Redis (absent when Redis is down).", nil, nil),
 	}
 }
 
@@ -51,7 +52,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.received, c.acked, c.nacked, c.failed, c.retried, c.deadLettered, c.filtered,
 		c.inFlight, c.processing, c.lag, c.pending, c.consuming, c.lost,
-		c.published, c.publishFailed, c.deadLetters, c.uptime, c.redisUp, c.redisRTT,
+		c.published, c.publishFailed, c.publishDuplicates, c.deadLetters, c.uptime, c.redisUp, c.redisRTT,
 	} {
 		ch <- d
 	}
@@ -93,6 +94,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, t := range sortedKeys(snap.Topics) {
 		counter(c.published, snap.Topics[t].Published, t)
 		counter(c.publishFailed, snap.Topics[t].Failed, t)
+		counter(c.publishDuplicates, snap.Topics[t].Duplicates, t)
 	}
 	gauge(c.uptime, snap.UptimeSeconds)
 	gauge(c.redisUp, b2f(err == nil))
