@@ -391,8 +391,17 @@ func (a *Authenticator) verify(ctx context.Context, tok string) (*tokenClaims, e
 	return c, nil
 }
 
-// errJWKSKeyUnknown says the key set holds no key of the token's kid.
-var errJWKSKeyUnknown = errors.New("no key of this kid in the JWKS")
+var (
+	// errJWKSKeyUnknown says the key set holds no key of the token's kid.
+	errJWKSKeyUnknown = errors.New("no key of this kid in the JWKS")
+	// errJWKSNoKeys says the key set holds no usable key for a token
+	// without kid.
+	errJWKSNoKeys = errors.New("no key for this algorithm in the JWKS")
+	// errJWKSKeyUnusable is any other failure to get the key of a kid:
+	// the JWK's alg is another, or a fetch for an unknown kid was not
+	// permitted yet (JWKSConfig.UnknownKIDInterval) or failed.
+	errJWKSKeyUnusable = errors.New("the JWKS key of this kid cannot be used")
+)
 
 // keyFunc returns the jwt.Keyfunc that gives the verification key for a
 // token's algorithm: the HMAC secret for HS256, the static RSA key for RS256
@@ -413,11 +422,16 @@ func (a *Authenticator) keyFunc(ctx context.Context) jwt.Keyfunc {
 			return a.rsaKey, nil
 		case a.jwks != nil && slices.Contains(JWKSAlgorithms, alg):
 			k, err := a.jwks.KeyfuncCtx(ctx)(t)
-			if errors.Is(err, jwkset.ErrKeyNotFound) {
+			switch {
+			case errors.Is(err, jwkset.ErrKeyNotFound):
 				return nil, errJWKSKeyUnknown
+			case err == nil && !hasKID:
+				if set, ok := k.(jwt.VerificationKeySet); ok && len(set.Keys) == 0 {
+					return nil, errJWKSNoKeys
+				}
 			}
 			if err != nil {
-				return nil, err
+				return nil, errJWKSKeyUnusable
 			}
 			return strongKeys(k)
 		}
@@ -436,7 +450,7 @@ func strongKeys(k any) (any, error) {
 	if set, ok := k.(jwt.VerificationKeySet); ok {
 		set.Keys = slices.DeleteFunc(slices.Clone(set.Keys), func(k jwt.VerificationKey) bool { return weak(k) })
 		if len(set.Keys) == 0 {
-			return nil, errJWKSKeyUnknown
+			return nil, errJWKSNoKeys
 		}
 		return set, nil
 	}
@@ -459,6 +473,10 @@ func (a *Authenticator) reason(err error, c *tokenClaims, tok string) string {
 		return "token is malformed: want a JWS compact serialization (header.payload.signature) with a JSON payload"
 	case errors.Is(err, errJWKSKeyUnknown):
 		return "token is signed with a key (kid) the JWKS does not hold, even after fetching it again"
+	case errors.Is(err, errJWKSKeyUnusable):
+		return "token's key (kid) cannot be used from the JWKS: its alg is another, or it is not held and the JWKS was fetched again too recently (or the fetch failed)"
+	case errors.Is(err, errJWKSNoKeys):
+		return "token has no kid, and the JWKS holds no key for its algorithm"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 		return "token signature is invalid or its algorithm is not accepted (accepted: " + a.methods + ")"
 	case errors.Is(err, jwt.ErrTokenExpired):

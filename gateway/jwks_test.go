@@ -237,8 +237,26 @@ func TestJWKSRefusesWrongKeys(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, st, "RSA key below 2048 bits, no kid")
 	// An RS256 token naming the EC key's kid: the key types do not match.
 	confused := jwk{"ec", jwt.SigningMethodRS256, rsaKey()}
-	st, _ = e.streamStatus(confused.token(t, "mallory", true))
+	st, body = e.streamStatus(confused.token(t, "mallory", true))
 	require.Equal(t, http.StatusUnauthorized, st, "RS256 token with an EC key's kid")
+	require.Contains(t, body, "its alg is another")
+
+	// Unknown kids cannot make the gateway hammer the provider: the
+	// first fetches the set again, the next ones within
+	// UnknownKIDInterval are refused without a fetch.
+	n := js.fetches.Load()
+	stranger := jwk{"stranger-1", jwt.SigningMethodES256, ecKey(t)}
+	st, body = e.streamStatus(stranger.token(t, "mallory", true))
+	require.Equal(t, http.StatusUnauthorized, st)
+	require.Contains(t, body, "does not hold, even after fetching it again")
+	require.Equal(t, n+1, js.fetches.Load())
+	for i := range 5 {
+		stranger.kid = "stranger-" + string(rune('2'+i))
+		st, body = e.streamStatus(stranger.token(t, "mallory", true))
+		require.Equal(t, http.StatusUnauthorized, st)
+		require.Contains(t, body, "fetched again too recently")
+	}
+	require.Equal(t, n+1, js.fetches.Load(), "no fetch for the later unknown kids")
 }
 
 // TestJWKSConfigValidate: the URL must be http(s), durations not negative;

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -205,15 +206,17 @@ has the wrong type, ...).`,
 			if cfg.JWKS, err = jwks.config(); err != nil {
 				return err
 			}
-			var fetchErr error
-			cfg.JWKS.OnRefreshError = func(err error) { fetchErr = err }
+			// The first fetch reports synchronously, inside NewAuthenticator;
+			// later ones (the refresh goroutine) may race with this command.
+			var fetchErr atomic.Pointer[error]
+			cfg.JWKS.OnRefreshError = func(err error) { fetchErr.CompareAndSwap(nil, &err) }
 			auth, err := gateway.NewAuthenticator(cfg)
 			if err != nil {
 				return usagef("%s — set $%s, --jwt-secret-file, --jwt-public-key or --jwks-url", oneLine(err.Error()), envJWTSecret)
 			}
 			defer auth.Close()
-			if fetchErr != nil {
-				return &failure{err: fmt.Errorf("--jwks-url: %v", fetchErr)}
+			if e := fetchErr.Load(); e != nil {
+				return &failure{err: fmt.Errorf("--jwks-url: %v", *e)}
 			}
 			p, err := auth.Verify(tok)
 			if err != nil {
