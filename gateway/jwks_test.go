@@ -228,6 +228,15 @@ func TestJWKSRefusesWrongKeys(t *testing.T) {
 	st, body := e.streamStatus(ec.token(t, "alice", true))
 	require.Equal(t, http.StatusOK, st, body)
 
+	// Ingress (IngressJWT) takes the set's tokens that grant publishing.
+	pubTok := jwt.NewWithClaims(jwt.SigningMethodES256, claims("svc", jwt.MapClaims{"publish": true}))
+	pubTok.Header["kid"] = ec.kid
+	signed, err := pubTok.SignedString(ec.sign)
+	require.NoError(t, err)
+	resp, rb := e.post("application/cloudevents+json", `{"specversion":"1.0","id":"j-1","source":"t","type":"jwks.job","data":{}}`,
+		map[string]string{"Authorization": "Bearer " + signed})
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, string(rb))
+
 	st, body = e.streamStatus(oct.token(t, "mallory", true))
 	require.Equal(t, http.StatusUnauthorized, st, "HS256 with a key of the set")
 	require.Contains(t, body, "signature")
