@@ -53,7 +53,9 @@ type Config struct {
 
 	// Auth verifies the JWTs of browsers on the stream endpoint (Bearer
 	// header, or the access_token query parameter that EventSource needs).
-	// Required: at least one of HMACSecret and RSAPublicKey.
+	// Required: at least one of HMACSecret, RSAPublicKey and JWKS.URL. With
+	// a JWKS, New fetches the key set once (see JWKSConfig) and Close stops
+	// its refreshes.
 	Auth AuthConfig
 
 	// Ingress says which credentials may POST events: API keys, and/or JWTs
@@ -302,10 +304,23 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 	if logger == nil {
 		logger = watermill.NopLogger{}
 	}
-	auth, err := NewAuthenticator(cfg.Auth)
+	glog := logger.With(watermill.LogFields{"component": "gateway"})
+	authCfg := cfg.Auth
+	if authCfg.JWKS.URL != "" && authCfg.JWKS.OnRefreshError == nil {
+		authCfg.JWKS.OnRefreshError = func(err error) {
+			glog.Error("JWKS fetch failed; the keys fetched before are kept", err, watermill.LogFields{"url": authCfg.JWKS.URL})
+		}
+	}
+	auth, err := NewAuthenticator(authCfg)
 	if err != nil {
 		return nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			auth.Close()
+		}
+	}()
 	ingCfg := cfg.Ingress
 	if ingCfg.JWT == nil && cfg.IngressJWT {
 		ingCfg.JWT = auth
@@ -317,7 +332,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 	g := &Gateway{
 		bus:     b,
 		cfg:     cfg,
-		logger:  logger.With(watermill.LogFields{"component": "gateway"}),
+		logger:  glog,
 		auth:    auth,
 		ingress: ingress,
 		mux:     http.NewServeMux(),
@@ -338,6 +353,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 	g.mux.HandleFunc("POST "+EventsPath, g.metrics.countIngress(g.serveEvents))
 	g.mux.HandleFunc("GET "+StreamPath, g.serveStream)
 	g.handler = CORS(cfg.AllowedOrigins, g.mux)
+	ok = true
 	return g, nil
 }
 
@@ -386,6 +402,7 @@ func (g *Gateway) Run(ctx context.Context) error {
 // reader and for those requests for up to Config.CloseTimeout each. It never
 // closes the bus. Safe to call more than once.
 func (g *Gateway) Close() error {
+	g.auth.Close()
 	return errors.Join(g.hub.close(g.cfg.CloseTimeout), g.gate.close(g.cfg.CloseTimeout))
 }
 

@@ -2,9 +2,36 @@ package observe
 
 import (
 	"context"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// ProcessingBuckets are the classic buckets of the
+// eventbus_handler_processing_seconds histogram, in seconds. The histogram
+// is also a native histogram (bucket factor 1.1), which a Prometheus that
+// scrapes protobuf with native histograms enabled stores instead of (or
+// beside, with always_scrape_classic_histograms) these.
+var ProcessingBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60}
+
+// newProcessingHistogram is eventbus_handler_processing_seconds. It is
+// observed for every delivery (through middleware.Stats.OnProcessed) rather
+// than built at scrape time from the router's own power-of-two buckets, as
+// the summary it replaces was: a histogram's buckets add up across
+// replicas (sum by (le) (rate(..._bucket[5m]))), a summary's quantiles do
+// not.
+func newProcessingHistogram() *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: MetricsNamespace,
+		Name:      "handler_processing_seconds",
+		Help:      "Time from receipt to ack or nack of a delivery, retries included.",
+		Buckets:   ProcessingBuckets,
+
+		NativeHistogramBucketFactor:     1.1,
+		NativeHistogramMaxBucketNumber:  160,
+		NativeHistogramMinResetDuration: time.Hour,
+	}, []string{"handler_name"})
+}
 
 // collector exposes the bus's own metrics. It reads a Snapshot at scrape
 // time (so it never disagrees with /stats): counters from the router's
@@ -13,7 +40,8 @@ type collector struct {
 	o *Observer
 
 	received, acked, nacked, failed, retried, deadLettered, filtered *prometheus.Desc
-	inFlight, processing, lag, pending, consuming, lost              *prometheus.Desc
+	inFlight, lag, pending, consuming, lost                          *prometheus.Desc
+	processing                                                       *prometheus.HistogramVec
 	published, publishFailed, publishDuplicates                      *prometheus.Desc
 	deadLetters, uptime, redisUp, redisRTT                           *prometheus.Desc
 }
@@ -32,7 +60,7 @@ func newCollector(o *Observer) *collector {
 		deadLettered:      prometheus.NewDesc(name("handler_dead_lettered_total"), "Events the handler gave up on, sent to the dead-letter stream.", handler, nil),
 		filtered:          prometheus.NewDesc(name("handler_filtered_total"), "Events the handler's filter skipped (acked unprocessed).", handler, nil),
 		inFlight:          prometheus.NewDesc(name("handler_in_flight"), "Deliveries being processed now.", handler, nil),
-		processing:        prometheus.NewDesc(name("handler_processing_seconds"), "Time from receipt to ack or nack, retries included. Quantiles are upper bounds of power-of-two buckets from 50us.", handler, nil),
+		processing:        newProcessingHistogram(),
 		lag:               prometheus.NewDesc(name("handler_lag"), "Entries of the handler's streams not yet delivered to its consumer group (absent when Redis cannot be read).", handler, nil),
 		pending:           prometheus.NewDesc(name("handler_pending"), "Entries delivered to the handler's consumer group and not yet acked (absent when Redis cannot be read).", handler, nil),
 		lost:              prometheus.NewDesc(name("handler_lost_total"), "Entries of the handler's streams removed (retention cap or anyone's XTRIM) before its consumer group read them, as counted by the bus's retention passes (absent when Redis cannot be read).", handler, nil),
@@ -51,11 +79,12 @@ func newCollector(o *Observer) *collector {
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.received, c.acked, c.nacked, c.failed, c.retried, c.deadLettered, c.filtered,
-		c.inFlight, c.processing, c.lag, c.pending, c.consuming, c.lost,
+		c.inFlight, c.lag, c.pending, c.consuming, c.lost,
 		c.published, c.publishFailed, c.publishDuplicates, c.deadLetters, c.uptime, c.redisUp, c.redisRTT,
 	} {
 		ch <- d
 	}
+	c.processing.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -77,10 +106,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.deadLettered, h.DeadLettered, name)
 		counter(c.filtered, h.Filtered, name)
 		gauge(c.inFlight, float64(h.InFlight), name)
-		p := h.Processing
-		ch <- prometheus.MustNewConstSummary(c.processing, p.Count, p.Sum.Seconds(), map[float64]float64{
-			0.5: p.P50.Seconds(), 0.9: p.P90.Seconds(), 0.99: p.P99.Seconds(),
-		}, name)
+		c.processing.WithLabelValues(name) // a handler with no delivery yet shows count 0
 		if h.Pattern == "" {
 			continue // removed: counters only
 		}
@@ -104,6 +130,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	if err == nil {
 		gauge(c.deadLetters, float64(snap.DeadLetters))
 	}
+	c.processing.Collect(ch)
 }
 
 func b2f(b bool) float64 {

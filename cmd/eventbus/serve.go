@@ -42,6 +42,7 @@ type serveOptions struct {
 	jwtIssuer      string
 	jwtAudience    string
 	jwtLeeway      time.Duration
+	jwks           jwksOptions
 	apiKeysFile    string
 	ingressJWT     bool
 	allowedOrigins []string
@@ -71,7 +72,11 @@ func newServeCmd(g *globals) *cobra.Command {
 
 Browsers authenticate with a JWT (Authorization: Bearer, or ?access_token=
 for EventSource): an HS256 secret from $EVENTBUS_JWT_SECRET or
---jwt-secret-file, and/or an RS256 public key (--jwt-public-key). Services
+--jwt-secret-file, an RS256 public key (--jwt-public-key), and/or the
+RSA and EC keys of an identity provider's JSON Web Key Set (--jwks-url:
+RS256/384/512, PS256/384/512, ES256/384/512), fetched again every
+--jwks-refresh and when a token names a kid it does not hold (a rotated
+key), at most once per --jwks-unknown-kid-refresh. Services
 POST with an API key ($EVENTBUS_API_KEYS, comma-separated, or
 --api-keys-file, one per line) or, with --ingress-jwt, a JWT that grants
 "publish". Secrets are never taken on the command line, nor printed.
@@ -104,7 +109,10 @@ object per line (--log-format json). SIGINT/SIGTERM shut it down cleanly
     -d '{"specversion":"1.0","id":"e-1","source":"curl","type":"photo.uploaded","data":{"photoId":"p-42"}}'
 
   # RS256 tokens from an identity provider, accepted on ingress too
-  eventbus serve --jwt-public-key idp.pem --jwt-issuer https://idp.example.com --ingress-jwt`,
+  eventbus serve --jwt-public-key idp.pem --jwt-issuer https://idp.example.com --ingress-jwt
+
+  # keys from the provider's JWKS, followed as it rotates them
+  eventbus serve --jwks-url https://idp.example.com/.well-known/jwks.json --jwt-issuer https://idp.example.com`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd); err != nil {
@@ -121,6 +129,7 @@ object per line (--log-format json). SIGINT/SIGTERM shut it down cleanly
 	f.StringVar(&o.jwtIssuer, "jwt-issuer", "", "required iss claim of JWTs (default: not checked)")
 	f.StringVar(&o.jwtAudience, "jwt-audience", "", "required aud claim of JWTs (default: not checked)")
 	f.DurationVar(&o.jwtLeeway, "jwt-leeway", 0, "clock skew tolerated on exp/nbf/iat")
+	o.jwks.flags(cmd)
 	f.StringVar(&o.apiKeysFile, "api-keys-file", "", "file of ingress API keys, one per line, each at least 16 bytes without whitespace (default $"+envAPIKeys+", comma-separated)")
 	f.BoolVar(&o.ingressJWT, "ingress-jwt", false, "accept JWTs that grant \"publish\" on ingress")
 	f.StringSliceVar(&o.allowedOrigins, "allow-origin", nil, "origin browsers may call from (CORS; repeat; \"*\" for any)")
@@ -146,6 +155,9 @@ func (o serveOptions) gatewayConfig() (gateway.Config, error) {
 		return cfg, err
 	}
 	cfg.Auth.HMACSecret = secret
+	if cfg.Auth.JWKS, err = o.jwks.config(); err != nil {
+		return cfg, err
+	}
 	if o.jwtPublicKey != "" {
 		key, err := readRSAPublicKey(o.jwtPublicKey)
 		if err != nil {
@@ -274,7 +286,7 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	gw, err := gateway.New(b, cfg, logger)
 	if err != nil {
 		// New only validates the configuration.
-		return usagef("%s — browsers need $%s, --jwt-secret-file or --jwt-public-key; services need $%s, --api-keys-file or --ingress-jwt",
+		return usagef("%s — browsers need $%s, --jwt-secret-file, --jwt-public-key or --jwks-url; services need $%s, --api-keys-file or --ingress-jwt",
 			oneLine(err.Error()), envJWTSecret, envAPIKeys)
 	}
 
