@@ -83,9 +83,11 @@ const required = ["id", "source", "specversion", "type"];
 
 /**
  * Consumer reads the bus's streams with a consumer group: batched XREADGROUP,
- * one XACK per batch of handled entries, XAUTOCLAIM of entries idle longer
- * than claimMinIdleMs, and malformed entries dead-lettered at once with the
- * fields bus.DeadLetterQueue writes. The caller owns the ioredis client; the
+ * one XACK per batch of handled entries, a hard timeout per handler call,
+ * the Go subscriber's heartbeat (the entries of a consumer whose heartbeat is
+ * gone are claimed at once) and keepalive of entries in hand, XAUTOCLAIM of
+ * entries idle longer than claimMinIdleMs, and malformed entries
+ * dead-lettered at once with the fields bus.DeadLetterQueue writes. The caller owns the ioredis client; the
  * consumer duplicates it for its blocking reads.
  */
 export class Consumer {

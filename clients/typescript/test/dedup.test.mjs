@@ -2,6 +2,10 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { Publisher, DefaultDedupWindowMs } from "../dist/esm/index.js";
 
@@ -69,4 +73,31 @@ test("dedupWindowMs -1 writes every publish; a short window forgets", async (t) 
   assert.equal(await r.xlen(prefix + "photo.uploaded"), 4);
   assert.throws(() => new Publisher(r, { serviceName: "x", dedupWindowMs: -2 }), /dedupWindowMs/);
   assert.throws(() => new Publisher(r, { serviceName: "x", dedupWindowMs: 1.5 }), /dedupWindowMs/);
+});
+
+// SCRIPT FLUSH empties every script of a server, so this one runs on a Redis
+// of its own (redis-server on a unix socket, no TCP port; REDIS_SERVER names
+// another binary), never on the shared one.
+test("a server that does not know the script (restart, failover, SCRIPT FLUSH): EVAL loads it, nothing is lost", async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), "tsdedup-"));
+  const sock = join(dir, "redis.sock");
+  const srv = spawn(process.env.REDIS_SERVER ?? "redis-server", ["--port", "0", "--unixsocket", sock, "--save", "", "--appendonly", "no", "--dir", dir], { stdio: "ignore" });
+  const exited = new Promise((res) => srv.on("exit", res));
+  srv.on("error", (e) => { throw new Error(`redis-server could not start (apt-get install redis-server): ${e}`); });
+  t.after(async () => { srv.kill(); await exited; rmSync(dir, { recursive: true, force: true }); });
+  while (!existsSync(sock)) await new Promise((res) => setTimeout(res, 20));
+  const r = new Redis({ path: sock, maxRetriesPerRequest: 1 });
+  t.after(() => r.disconnect());
+  const p = new Publisher(r, { serviceName: "node-test" });
+  await r.script("FLUSH");
+  const a = await p.publish("photo.uploaded", { data: 1, room: "r1" }); // the pipeline (first publish, push copy)
+  await r.script("FLUSH");
+  const b = await p.publish("photo.uploaded", { data: 2 }); // the one-command path
+  await r.script("FLUSH");
+  const c = await p.publish("photo.uploaded", { id: b.id, data: 2 });
+  assert.ok(a.streamId && b.streamId && !a.duplicate && !b.duplicate);
+  assert.equal(c.duplicate, true, "still deduplicated after the flush");
+  assert.equal(c.streamId, b.streamId);
+  assert.equal(await r.xlen("events:photo.uploaded"), 2);
+  assert.equal(await r.xlen("events:$push"), 1);
 });
