@@ -107,6 +107,8 @@ export class Consumer {
   /** Entries read and not yet acked, per stream: kept fresh by the keepalive. */
   private readonly inflight = new Map<string, string[]>();
   private timers: NodeJS.Timeout[] = [];
+  /** The heartbeat write in progress, awaited by close before it deletes the key. */
+  private beating: Promise<void> = Promise.resolve();
   readonly stats: ConsumerStats = { received: 0, handled: 0, failed: 0, deadLettered: 0, claimed: 0, timedOut: 0 };
 
   constructor(private readonly client: Redis | Cluster, opts: ConsumerOptions) {
@@ -173,8 +175,8 @@ export class Consumer {
           if (!registered) { await this.client.sadd(this.keys.consumers(this.o.group), this.o.consumer); registered = true; }
         } catch (e) { this.report(e); }
       };
-      await beat();
-      this.timers.push(setInterval(beat, this.heartbeatEvery));
+      await (this.beating = beat());
+      this.timers.push(setInterval(() => { this.beating = beat(); }, this.heartbeatEvery));
     }
     this.timers.push(setInterval(() => void this.keepalive(), Math.max(1, Math.floor(this.o.claimMinIdleMs / 3))));
     this.running = this.loop();
@@ -456,6 +458,7 @@ export class Consumer {
     await this.running?.catch(() => undefined);
     for (const t of this.timers) clearInterval(t);
     this.timers = [];
+    await this.beating; // else its SET could come after the DEL
     if (this.heartbeatEvery > 0) {
       // As the Go subscriber: the key goes once the batch in hand is done, so
       // the group's other consumers take at once what this one leaves pending.
