@@ -229,8 +229,8 @@ func (c *Checker) check(x exchange) {
 
 // Handler wraps h: every request it serves and the response it writes are
 // validated once h returns (for a stream, once it ends). The response is
-// passed through as it is written (flushes included: the wrapper unwraps to
-// the real ResponseWriter for http.ResponseController).
+// passed through as it is written. Flushing and write deadlines go through
+// http.ResponseController, which unwraps to the real ResponseWriter.
 func (c *Checker) Handler(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
@@ -275,9 +275,9 @@ func (w *recorder) Write(b []byte) (int, error) {
 // deadlines).
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// Flush is for code that asserts http.Flusher instead of using a
-// ResponseController.
-func (w *recorder) Flush() { _ = http.NewResponseController(w.ResponseWriter).Flush() }
+// recorder has no Flush method of its own: http.ResponseController
+// unwraps it, so flushing works exactly when the real writer can flush (a
+// Flush that could not fail would hide a writer that cannot).
 
 // Transport wraps base (nil: http.DefaultTransport) for a client of a real
 // server: each request and response are validated when the response's body
