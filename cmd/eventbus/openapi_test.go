@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -159,4 +160,21 @@ func TestServeRoutesMatchOpenAPI(t *testing.T) {
 			t.Errorf("%s: documented, never seen", k)
 		}
 	}
+}
+
+// checkedClients holds one checkedClient per test.
+var checkedClients sync.Map // testing.TB -> *http.Client
+
+// checkedClient is the HTTP client of the tests that talk to `eventbus
+// serve`: every request it sends and every response it gets (when its body
+// is closed) is validated against the gateway's OpenAPI document, and a
+// mismatch fails t.
+func checkedClient(t testing.TB) *http.Client {
+	if c, ok := checkedClients.Load(t); ok {
+		return c.(*http.Client)
+	}
+	c := &http.Client{Transport: openapicheck.New(t, gateway.OpenAPI()).Transport(nil)}
+	checkedClients.Store(t, c)
+	t.Cleanup(func() { checkedClients.Delete(t) })
+	return c
 }

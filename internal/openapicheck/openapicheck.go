@@ -281,7 +281,8 @@ func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Transport wraps base (nil: http.DefaultTransport) for a client of a real
 // server: each request and response are validated when the response's body
-// is closed (the body is read through to the caller meanwhile).
+// is closed (the body is read through to the caller meanwhile, and the rest
+// read at Close, except for an event stream).
 func (c *Checker) Transport(base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
@@ -301,7 +302,8 @@ func (c *Checker) Transport(base http.RoundTripper) http.RoundTripper {
 		if err != nil {
 			return nil, err
 		}
-		resp.Body = &teeBody{rc: resp.Body, done: func(b []byte) {
+		stream := strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+		resp.Body = &teeBody{rc: resp.Body, drain: !stream, done: func(b []byte) {
 			c.check(exchange{req: orig, reqBody: body, status: resp.StatusCode, header: resp.Header, body: b})
 		}}
 		return resp, nil
@@ -312,12 +314,16 @@ type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
-// teeBody keeps what the caller reads and validates it on Close.
+// teeBody keeps what the caller reads and validates it on Close. With
+// drain, Close first reads what the caller left unread (up to 16 MiB), so
+// that a test that only looks at the status still has the whole body
+// checked; a stream (which would not end) is checked as far as it was read.
 type teeBody struct {
-	rc   io.ReadCloser
-	buf  bytes.Buffer
-	once sync.Once
-	done func([]byte)
+	rc    io.ReadCloser
+	buf   bytes.Buffer
+	drain bool
+	once  sync.Once
+	done  func([]byte)
 }
 
 func (b *teeBody) Read(p []byte) (int, error) {
@@ -327,6 +333,9 @@ func (b *teeBody) Read(p []byte) (int, error) {
 }
 
 func (b *teeBody) Close() error {
+	if b.drain {
+		_, _ = io.Copy(&b.buf, io.LimitReader(b.rc, 16<<20))
+	}
 	err := b.rc.Close()
 	b.once.Do(func() { b.done(b.buf.Bytes()) })
 	return err
