@@ -1,6 +1,7 @@
 // Package gateway is the HTTP side of the event bus.
 //
-// A [Gateway] serves two endpoints (see docs/gateway.md):
+// A [Gateway] serves two endpoints (see docs/gateway.md), and its OpenAPI
+// 3.1 description at GET /openapi.json ([OpenAPI]):
 //
 //   - POST /v1/events — ingress. Services POST CloudEvents in structured
 //     mode (application/cloudevents+json), as a batch

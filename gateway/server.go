@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -285,6 +286,9 @@ type Gateway struct {
 
 	mux     *http.ServeMux
 	handler http.Handler
+
+	routesMu sync.Mutex
+	routes   []string // the patterns registered on mux, in order
 }
 
 // New validates cfg and returns a Gateway publishing through and streaming
@@ -350,8 +354,9 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 	if g.metrics, err = newMetrics(cfg.Registerer, g); err != nil {
 		return nil, err
 	}
-	g.mux.HandleFunc("POST "+EventsPath, g.metrics.countIngress(g.serveEvents))
-	g.mux.HandleFunc("GET "+StreamPath, g.serveStream)
+	g.handle("POST "+EventsPath, g.metrics.countIngress(g.serveEvents))
+	g.handle("GET "+StreamPath, http.HandlerFunc(g.serveStream))
+	g.handle("GET "+OpenAPIPath, http.HandlerFunc(serveOpenAPI))
 	g.handler = CORS(cfg.AllowedOrigins, g.mux)
 	ok = true
 	return g, nil
@@ -361,7 +366,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 func (g *Gateway) Config() Config { return g.cfg }
 
 // Handler returns the gateway's HTTP handler: POST /v1/events,
-// GET /v1/stream and whatever was mounted with Mount, behind CORS (see
+// GET /v1/stream, GET /openapi.json and whatever was mounted with Mount, behind CORS (see
 // [CORS] and Config.AllowedOrigins). It is safe for concurrent use.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
@@ -372,7 +377,24 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // are served behind the same CORS policy and get no authentication from the
 // gateway: they bring their own.
 func (g *Gateway) Mount(pattern string, h http.Handler) {
+	g.handle(pattern, h)
+}
+
+func (g *Gateway) handle(pattern string, h http.Handler) {
+	g.routesMu.Lock()
+	defer g.routesMu.Unlock()
 	g.mux.Handle(pattern, h)
+	g.routes = append(g.routes, pattern)
+}
+
+// Routes returns the patterns registered on the gateway's mux, in the order
+// they were registered: "POST /v1/events", "GET /v1/stream",
+// "GET /openapi.json", then those of Mount. Each is in the OpenAPI document
+// (see [OpenAPI]); eventbus serve logs them as its endpoints.
+func (g *Gateway) Routes() []string {
+	g.routesMu.Lock()
+	defer g.routesMu.Unlock()
+	return slices.Clone(g.routes)
 }
 
 // Clients returns how many browser streams are open.

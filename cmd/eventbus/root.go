@@ -192,6 +192,7 @@ JSON).`,
 		newDemoCmd(g),
 		newOutboxCmd(g),
 		newTokenCmd(g),
+		newCatalogCmd(g),
 		newVersionCmd(g),
 	)
 	return root

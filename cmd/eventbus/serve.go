@@ -69,6 +69,8 @@ func newServeCmd(g *globals) *cobra.Command {
   GET  /healthz /readyz /stats /metrics
                     liveness, readiness (Redis reachable), a stats snapshot
                     and Prometheus metrics (unless --health=false)
+  GET  /openapi.json
+                    the OpenAPI 3.1 description of these endpoints
 
 Browsers authenticate with a JWT (Authorization: Bearer, or ?access_token=
 for EventSource): an HS256 secret from $EVENTBUS_JWT_SECRET or
@@ -293,7 +295,6 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	endpoints := "POST " + gateway.EventsPath + ", GET " + gateway.StreamPath
 	if o.health {
 		// The observer needs a router: one with no handlers, whose readiness
 		// is the bus's Redis answering.
@@ -319,8 +320,10 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 			cancel()
 			_ = r.Close()
 		}()
-		endpoints += ", GET " + strings.Join([]string{observe.PathHealthz, observe.PathReadyz, observe.PathStats, observe.PathMetrics}, " ")
 	}
+	// Every route on the gateway's mux, as registered: the OpenAPI document
+	// (GET /openapi.json) describes each, and a test checks both ways.
+	endpoints := strings.Join(gw.Routes(), ", ")
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
