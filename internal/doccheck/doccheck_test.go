@@ -95,13 +95,13 @@ func TestCheckRefusesABrokenSnippet(t *testing.T) {
 		"lines out of order": {block("p.ExampleRun", "b, err := open(url)\nurl := os.Getenv(\"REDIS_URL\")\n"),
 			"snippet line 2"},
 		"the test's own line, not the doc's": {block("p.ExampleRun", "url := \"redis://127.0.0.1:6379/0\"\n"), "snippet line 1"},
-		"a line omitted from the doc":         {block("p.ExampleRun", "fmt.Println(\"setup\")\n"), "snippet line 1"},
-		"part of a line":                      {block("p.ExampleRun", "open(url)\n"), "snippet line 1"},
-		"no marker":                           {block("", "x := 1\n"), "without a"},
-		"unknown function":                    {block("p.ExampleGone", "x := 1\n"), "no func or type ExampleGone"},
-		"unknown package":                     {block("q.ExampleRun", "x := 1\n"), "no _test.go files"},
-		"example that never runs":             {block("p.ExampleSilent", "fmt.Println(\"x\")\n"), "no // Output:"},
-		"marker without a dot":                {block("ExampleRun", "x := 1\n"), "want dir.Func"},
+		"a line omitted from the doc":        {block("p.ExampleRun", "fmt.Println(\"setup\")\n"), "snippet line 1"},
+		"part of a line":                     {block("p.ExampleRun", "open(url)\n"), "snippet line 1"},
+		"no marker":                          {block("", "x := 1\n"), "without a"},
+		"unknown function":                   {block("p.ExampleGone", "x := 1\n"), "no func or type ExampleGone"},
+		"unknown package":                    {block("q.ExampleRun", "x := 1\n"), "no _test.go files"},
+		"example that never runs":            {block("p.ExampleSilent", "fmt.Println(\"x\")\n"), "no // Output:"},
+		"marker without a dot":               {block("ExampleRun", "x := 1\n"), "want dir.Func"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, errs := doccheck.Check(write(t, c.doc))
