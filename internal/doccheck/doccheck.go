@@ -27,6 +27,7 @@ package doccheck
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/doc"
@@ -139,7 +140,11 @@ func Check(root string) ([]Snippet, []error) {
 		for _, s := range snips {
 			all = append(all, s)
 			if err := checkSnippet(root, s, pkgs); err != nil {
-				errs = append(errs, fmt.Errorf("%s:%d: %w", s.File, s.Line, err))
+				line := s.Line // the fence, or the snippet line that is not in the runner
+				if me := (*MismatchError)(nil); errors.As(err, &me) {
+					line += me.Line
+				}
+				errs = append(errs, fmt.Errorf("%s:%d: %w", s.File, line, err))
 			}
 		}
 	}
@@ -202,6 +207,16 @@ func checkSnippet(root string, s Snippet, pkgs map[string]*testPkg) error {
 		return fmt.Errorf("marker %q: %w", s.Marker, err)
 	}
 	return nil
+}
+
+// MismatchError is Match's error: the first snippet line not found.
+type MismatchError struct {
+	Line   int    // in the snippet, from 1
+	Tokens string // that line's tokens, space-separated
+}
+
+func (e *MismatchError) Error() string {
+	return fmt.Sprintf("snippet line %d (%s) is not in the runner's body after what matched so far", e.Line, e.Tokens)
 }
 
 // runner returns the source of the named test or example's body (or of the
@@ -275,8 +290,7 @@ func Match(snippet, body string) error {
 			}
 		}
 		if found < 0 {
-			return fmt.Errorf("snippet line %d (%s) is not in the runner's body after what matched so far",
-				w.line, strings.Join(w.toks, " "))
+			return &MismatchError{Line: w.line, Tokens: strings.Join(w.toks, " ")}
 		}
 		at = found + len(w.toks)
 	}

@@ -93,7 +93,7 @@ func TestCheckRefusesABrokenSnippet(t *testing.T) {
 	for name, c := range map[string]struct{ doc, want string }{
 		"code not in the body": {block("p.ExampleRun", "b, err := open(\"other\")\n"), "snippet line 1"},
 		"lines out of order": {block("p.ExampleRun", "b, err := open(url)\nurl := os.Getenv(\"REDIS_URL\")\n"),
-			"snippet line 2"},
+			"README.md:6: marker \"p.ExampleRun\": snippet line 2"},
 		"the test's own line, not the doc's": {block("p.ExampleRun", "url := \"redis://127.0.0.1:6379/0\"\n"), "snippet line 1"},
 		"a line omitted from the doc":        {block("p.ExampleRun", "fmt.Println(\"setup\")\n"), "snippet line 1"},
 		"part of a line":                     {block("p.ExampleRun", "open(url)\n"), "snippet line 1"},
