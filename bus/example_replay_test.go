@@ -2,16 +2,42 @@ package bus_test
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
-// The snippets of docs/replay-and-delay.md (compiled, not run).
+// The snippets of docs/replay-and-delay.md, run against Redis
+// (internal/doccheck checks that they are the same code).
+
+// exampleBus opens a bus on a unique prefix; close runs the deferred
+// cleanup (bus, keys, client).
+func exampleBus(service string) (b *bus.Bus, closeAll func()) {
+	opt, err := redis.ParseURL(redistest.URL())
+	if err != nil {
+		panic(err)
+	}
+	client := redis.NewClient(opt)
+	prefix := fmt.Sprintf("example:%s:%d:", service, time.Now().UnixNano())
+	b, err = bus.New(bus.Config{ServiceName: service, Client: client, StreamPrefix: prefix}, nil)
+	if err != nil {
+		panic(err)
+	}
+	return b, func() {
+		_ = b.Close()
+		cleanup(client, prefix)
+		_ = client.Close()
+	}
+}
+
 func ExampleWithDelay() {
-	var b *bus.Bus // from bus.New
+	b, closeAll := exampleBus("photo-worker")
+	defer closeAll()
 	ctx := context.Background()
 
 	// Deliver in 10 minutes (or at a time: bus.WithDeliverAt(t)).
@@ -20,13 +46,31 @@ func ExampleWithDelay() {
 	if err != nil {
 		return
 	}
+	scheduled, _ := b.ListScheduled(ctx, "photo.retry", 10)
+	fmt.Println("scheduled:", len(scheduled), b.Client().XLen(ctx, b.Config().StreamKey("photo.retry")).Val())
 	// Changed our mind.
-	_ = b.CancelScheduled(ctx, "photo.retry", id)
+	err = b.CancelScheduled(ctx, "photo.retry", id)
+	scheduled, _ = b.ListScheduled(ctx, "photo.retry", 10)
+	fmt.Println("cancelled:", err, len(scheduled))
+	// Output:
+	// scheduled: 1 0
+	// cancelled: <nil> 0
 }
 
 func ExampleBus_ResetGroup() {
-	var b *bus.Bus // from bus.New
+	b, closeAll := exampleBus("photo-worker")
+	defer closeAll()
 	ctx := context.Background()
+	key := b.Config().StreamKey("photo.uploaded")
+	for _, p := range []string{"p1", "p2"} {
+		if _, err := bus.Publish(ctx, b.Publisher(), "photo.uploaded", PhotoUploaded{PhotoID: p, OwnerID: "u1"}); err != nil {
+			panic(err)
+		}
+	}
+	// The handler's group has read everything ("$": from the end).
+	if err := b.Client().XGroupCreate(ctx, key, "photo-worker.thumbnail", "$").Err(); err != nil {
+		panic(err)
+	}
 
 	// The thumbnail handler processes the last two hours again.
 	resets, err := b.ResetGroup(ctx, "photo-worker.thumbnail",
@@ -36,25 +80,39 @@ func ExampleBus_ResetGroup() {
 	}
 	for _, r := range resets {
 		_ = r.Redeliver // per stream: how many events it will see again
+		fmt.Println(r.Type, r.Redeliver)
 	}
+	// Output:
+	// photo.uploaded 2
 }
 
 func ExampleBus_ReplayInto() {
-	var b *bus.Bus // from bus.New
+	b, closeAll := exampleBus("search")
+	defer closeAll()
 	ctx := context.Background()
+	for _, p := range []string{"p1", "p2"} {
+		if _, err := bus.Publish(ctx, b.Publisher(), "photo.uploaded", PhotoUploaded{PhotoID: p, OwnerID: "u1"}); err != nil {
+			panic(err)
+		}
+	}
 
-	// Feed one hour of uploads to a function; no live group moves.
+	// Feed the last hour of uploads to a function; no live group moves.
 	n, err := b.ReplayInto(ctx, bus.ReplayRange{
 		Types: []string{"photo.uploaded"},
-		From:  bus.ReplayFrom{Time: time.Now().Add(-2 * time.Hour)},
-		To:    time.Now().Add(-time.Hour),
+		From:  bus.ReplayFrom{Time: time.Now().Add(-time.Hour)},
+		To:    time.Now(),
 	}, func(msg *message.Message) error {
 		ev, err := bus.Decode[PhotoUploaded](msg)
 		if err != nil {
 			return err
 		}
 		_ = ev.Data.PhotoID // reindex it, for instance
+		fmt.Println("reindex", ev.Data.PhotoID)
 		return nil
 	})
-	_, _ = n, err
+	fmt.Println(n, err)
+	// Output:
+	// reindex p1
+	// reindex p2
+	// 2 <nil>
 }

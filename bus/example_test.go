@@ -76,3 +76,35 @@ func cleanup(c *redis.Client, prefix string) {
 		c.Del(ctx, keys...)
 	}
 }
+
+// A pattern subscription (docs/wildcards.md): "photo.>" receives every type
+// under photo, however many tokens follow.
+func ExampleSubscriber_Subscribe_pattern() {
+	b, closeAll := exampleBus("photo-svc")
+	defer closeAll()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	sub, _ := b.NewSubscriber(bus.SubscriberConfig{ConsumerGroup: "photo-svc.thumbnailer"})
+	msgs, err := sub.Subscribe(ctx, "photo.>")
+	if err != nil {
+		panic(err)
+	}
+	for _, typ := range []string{"photo.uploaded", "photo.processing.completed", "video.uploaded"} {
+		if _, err := bus.Publish(ctx, b.Publisher(), typ, PhotoUploaded{PhotoID: "p1"}); err != nil {
+			panic(err)
+		}
+	}
+	seen := 0
+	for msg := range msgs {
+		// msg.Metadata.Get(bus.MetaTopic) is the event type it was read from
+		fmt.Println(msg.Metadata.Get(bus.MetaTopic))
+		msg.Ack()
+		if seen++; seen == 2 {
+			cancel() // ends the subscription: msgs is closed
+		}
+	}
+	// Unordered output:
+	// photo.uploaded
+	// photo.processing.completed
+}

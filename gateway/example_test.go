@@ -1,11 +1,13 @@
 package gateway_test
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,7 +18,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/gateway"
+	"github.com/shared-infra/eventbus/internal/rediskeys"
+	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
 func ExampleSSEWriter() {
@@ -116,4 +121,72 @@ func ExampleJWKSConfig() {
 	fmt.Println(p.User, p.Rooms, err)
 	// Output:
 	// alice [lobby] <nil>
+}
+
+// A gateway in front of the bus, and a Go service publishing to it through
+// NewIngressPublisher (docs/gateway.md: Setup, From Go).
+func Example() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	logger := watermill.NopLogger{}
+	prefix := fmt.Sprintf("example:gateway:%d:", time.Now().UnixNano())
+	secret := []byte("an example HS256 secret, 32 bytes or more")
+	serviceKey := "example-service-key-0123456789abcdef"
+	apiKey := serviceKey
+	healthHandler := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	// A free loopback port (the docs say ":8080").
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	addr := ln.Addr().String()
+	_ = ln.Close()
+
+	b, _ := bus.New(bus.Config{ServiceName: "gateway", RedisURL: redistest.URL(), StreamPrefix: prefix}, logger) // doc: b, _ := bus.New(bus.Config{ServiceName: "gateway", RedisURL: os.Getenv("REDIS_URL")}, logger)
+	defer b.Close()
+	defer func() { _ = rediskeys.DeletePrefix(context.Background(), b.Client(), prefix) }()
+	g, err := gateway.New(b, gateway.Config{
+		ListenAddr:     addr, // doc: ListenAddr: ":8080",
+		Auth:           gateway.AuthConfig{HMACSecret: secret},
+		Ingress:        gateway.IngressConfig{APIKeys: []string{serviceKey}},
+		AllowedOrigins: []string{"https://app.example.com"},
+	}, logger)
+	if err != nil {
+		panic(err)
+	}
+	g.Mount("GET /healthz", healthHandler)
+
+	go func() {
+		defer cancel() // ends ListenAndServe below
+		<-g.Running()
+		for { // until the listener is up
+			if res, err := http.Get("http://" + addr + "/healthz"); err == nil {
+				_ = res.Body.Close()
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+
+		pub, err := gateway.NewIngressPublisher(gateway.IngressPublisherConfig{
+			URL:    "http://" + addr + gateway.EventsPath, // doc: URL: "https://events.example.com/v1/events",
+			Token:  apiKey,
+			Source: "/billing",
+		}, logger)
+		if err != nil {
+			panic(err)
+		}
+		msg := message.NewMessage(watermill.NewUUID(), []byte(`{"invoice":"i-7"}`))
+		msg.Metadata.Set("user", "alice")
+		err = pub.Publish("invoice.paid", msg)
+		fmt.Println("published:", err)
+
+		entries := b.Client().XRange(ctx, b.Config().StreamKey("invoice.paid"), "-", "+").Val()
+		fmt.Println(len(entries), entries[0].Values[bus.AttrSource], entries[0].Values[bus.AttrUser])
+	}()
+	err = g.ListenAndServe(ctx)
+	fmt.Println("stopped:", err)
+	// Output:
+	// published: <nil>
+	// 1 /billing alice
+	// stopped: <nil>
 }

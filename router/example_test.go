@@ -36,7 +36,6 @@ func Example_readme() {
 	prefix := fmt.Sprintf("example:readme:%d:", time.Now().UnixNano())
 
 	done := make(chan *message.Message, 1)
-	// snippet: readme
 	b, err := bus.New(bus.Config{ServiceName: "photo-worker", RedisURL: redistest.URL(), StreamPrefix: prefix, TracerProvider: tp}, nil) // doc: b, err := bus.New(bus.Config{ServiceName: "photo-worker", RedisURL: os.Getenv("REDIS_URL"), TracerProvider: tp}, nil)
 	if err != nil {
 		log.Fatal(err)
@@ -67,7 +66,6 @@ func Example_readme() {
 	<-r.Running() // doc: -
 
 	id, err := bus.Publish(ctx, pub, "photo.uploaded", Uploaded{PhotoID: "p1", OwnerID: "u1"})
-	// end snippet
 	if err != nil {
 		log.Fatal(err)
 	}
