@@ -187,6 +187,9 @@ func (s *Stats) AttemptMiddleware(handler string) message.HandlerMiddleware {
 	}
 }
 
+// Filtered counts one event of handler its filter skipped (acked unprocessed).
+func (s *Stats) Filtered(handler string) { s.counters(handler).filtered.Add(1) }
+
 // Duplicate counts one delivery of handler skipped as already handled (for
 // Dedup.OnDuplicate).
 func (s *Stats) Duplicate(handler string) { s.counters(handler).duplicates.Add(1) }
