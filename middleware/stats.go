@@ -11,8 +11,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
-// ErrFiltered is returned by a filter to say the event was deliberately not
-// processed; Stats counts it as filtered, and the router acks it.
+// ErrFiltered may be returned by a filter placed inside AttemptMiddleware to
+// say the event was deliberately not processed: AttemptMiddleware counts it as
+// filtered and returns success. (The router's filter counts with Filtered and
+// returns success itself, with no error to carry back.)
 var ErrFiltered = errors.New("filtered out")
 
 // Stats counts, per handler, what happened to the events it received. Read
