@@ -3,12 +3,12 @@ package middleware
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	wmmw "github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/shared-infra/eventbus/bus"
 )
@@ -16,9 +16,15 @@ import (
 // DeadLetter sends an event whose handling failed (after Retry gave up, or at
 // once for a permanent error) to the bus's dead-letter stream with the
 // reason, the handler, its consumer group, the attempt count and the original
-// topic, then acks it so consumption goes on. It wraps Watermill's
-// PoisonQueue; put it outside Retry. If the dead-letter write itself fails,
-// the error is returned and the event is nacked (redelivered later).
+// topic, then acks it so consumption goes on. Put it outside Retry (Watermill
+// issues #580/#645: a poison queue inside a retry makes the retry never
+// happen). If the dead-letter write itself fails, the error is returned and
+// the event is nacked (redelivered later).
+//
+// It writes to bus.DeadLetterQueue itself rather than through Watermill's
+// PoisonQueue: that one publishes to a message.Publisher with its reason in
+// metadata keys the dead-letter entry must not carry, where the queue takes
+// the reason, handler, group and attempts as fields of their own.
 type DeadLetter struct {
 	Queue   *bus.DeadLetterQueue
 	Handler string
@@ -32,61 +38,46 @@ type DeadLetter struct {
 // dead-lettered: it is nacked and stays pending for another instance.
 func (d DeadLetter) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
-		// Only a failure goes through Watermill's PoisonQueue, which gets the
-		// handler's result replayed: success, nearly every event, costs no
-		// extra frames or allocations (see Retry.Middleware for why).
-		out, herr := h(msg)
-		if herr == nil {
+		out, err := h(msg)
+		if err == nil {
 			return out, nil
 		}
-		replay := func(*message.Message) ([]*message.Message, error) { return out, herr }
-		pq, err := wmmw.PoisonQueueWithFilter(dlqPublisher{d}, "dead-letters", func(err error) bool {
-			return !errors.Is(err, context.Canceled) || msg.Context().Err() == nil
-		})
-		if err != nil { // only for an empty topic name, which this is not
-			panic(err)
+		if errors.Is(err, context.Canceled) && msg.Context().Err() != nil {
+			return nil, err
 		}
-		return pq(replay)(msg)
+		if werr := d.add(msg, err); werr != nil {
+			return nil, errors.Join(err, fmt.Errorf("cannot dead-letter the event: %w", werr))
+		}
+		return nil, nil
 	}
 }
 
-// dlqPublisher adapts the dead-letter queue to the message.Publisher that
-// Watermill's PoisonQueue publishes to.
-type dlqPublisher struct{ d DeadLetter }
-
-func (p dlqPublisher) Publish(_ string, msgs ...*message.Message) error {
-	for _, m := range msgs {
-		reason := m.Metadata.Get(wmmw.ReasonForPoisonedKey)
-		for _, k := range []string{wmmw.ReasonForPoisonedKey, wmmw.PoisonedTopicKey, wmmw.PoisonedHandlerKey, wmmw.PoisonedSubscriberKey} {
-			delete(m.Metadata, k)
+// add writes msg to the dead-letter stream with reason and logs it.
+func (d DeadLetter) add(msg *message.Message, reason error) error {
+	handler := d.Handler
+	if handler == "" {
+		handler = message.HandlerNameFromCtx(msg.Context())
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), 10*time.Second)
+	id, err := d.Queue.Add(ctx, msg, bus.DeadLetterInfo{
+		Reason: reason.Error(), Handler: handler, Group: msg.Metadata.Get(bus.MetaGroup), Attempts: Attempts(msg),
+	})
+	cancel()
+	fields := EventLogFields(msg).Add(watermill.LogFields{"handler": handler, "reason": reason.Error()})
+	if err != nil {
+		if d.Logger != nil {
+			d.Logger.Error("Cannot dead-letter event; it stays pending and will be redelivered", err, fields)
 		}
-		handler := p.d.Handler
-		if handler == "" {
-			handler = message.HandlerNameFromCtx(m.Context())
-		}
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(m.Context()), 10*time.Second)
-		id, err := p.d.Queue.Add(ctx, m, bus.DeadLetterInfo{
-			Reason: reason, Handler: handler, Group: m.Metadata.Get(bus.MetaGroup), Attempts: Attempts(m),
-		})
-		cancel()
-		fields := EventLogFields(m).Add(watermill.LogFields{"handler": handler, "reason": reason})
-		if err != nil {
-			if p.d.Logger != nil {
-				p.d.Logger.Error("Cannot dead-letter event; it stays pending and will be redelivered", err, fields)
-			}
-			return err
-		}
-		if p.d.Logger != nil {
-			p.d.Logger.Error("Event dead-lettered", nil, fields.Add(watermill.LogFields{"dlq_id": id}))
-		}
-		if p.d.OnDeadLetter != nil {
-			p.d.OnDeadLetter(m, errString(reason))
-		}
+		return err
+	}
+	if d.Logger != nil {
+		d.Logger.Error("Event dead-lettered", nil, fields.Add(watermill.LogFields{"dlq_id": id}))
+	}
+	if d.OnDeadLetter != nil {
+		d.OnDeadLetter(msg, reason)
 	}
 	return nil
 }
-
-func (dlqPublisher) Close() error { return nil }
 
 // EventLogFields are the fields every log line about msg carries: its id,
 // type, handler and trace id ("" when unknown).
@@ -100,10 +91,6 @@ func EventLogFields(msg *message.Message) watermill.LogFields {
 		"handler": message.HandlerNameFromCtx(msg.Context()), "trace_id": TraceID(msg),
 	}
 }
-
-type errString string
-
-func (e errString) Error() string { return string(e) }
 
 // MaxDeliveries fails an event permanently (so DeadLetter takes it) when
 // Redis has delivered it more than n times: a handler that crashes its

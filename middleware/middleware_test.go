@@ -3,6 +3,7 @@ package middleware_test
 import (
 	"context"
 	"errors"
+	"runtime/metrics"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -197,4 +198,113 @@ func TestStatsCountsOutcomesAndQuantiles(t *testing.T) {
 	assert.GreaterOrEqual(t, s.Processing.P99, 2*time.Millisecond)
 	assert.LessOrEqual(t, s.Processing.P50, s.Processing.P99)
 	assert.LessOrEqual(t, s.Processing.P99, s.Processing.Max)
+}
+
+// goroutinesCreated is the number of goroutines this process has started.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
+
+// The attempts run on goroutines Timeout keeps: one after the other, they
+// reuse one instead of starting one each.
+func TestTimeoutReusesItsAttemptGoroutines(t *testing.T) {
+	h := middleware.Timeout(time.Minute)(func(*message.Message) ([]*message.Message, error) { return nil, nil })
+	_, err := h(event("a.b", "{}")) // starts the worker
+	require.NoError(t, err)
+	g0 := goroutinesCreated()
+	for range 200 {
+		_, err := h(event("a.b", "{}"))
+		require.NoError(t, err)
+	}
+	assert.Less(t, goroutinesCreated()-g0, uint64(20), "200 attempts in a row do not start a goroutine each")
+}
+
+// A handler stuck past its deadline keeps its goroutine; the next attempt
+// gets another one and is not held up.
+func TestTimeoutAttemptAfterAStuckOneRuns(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	var stuck atomic.Bool
+	stuck.Store(true)
+	h := middleware.Timeout(30 * time.Millisecond)(func(*message.Message) ([]*message.Message, error) {
+		if stuck.Swap(false) {
+			<-release
+		}
+		return nil, nil
+	})
+	_, err := h(event("a.b", "{}"))
+	require.ErrorIs(t, err, middleware.ErrTimeout)
+	_, err = h(event("a.b", "{}"))
+	require.NoError(t, err, "the second attempt runs although the first still holds its goroutine")
+}
+
+func TestTimeoutRecoversPanics(t *testing.T) {
+	for _, d := range []time.Duration{time.Minute, -1} {
+		h := middleware.Timeout(d)(func(*message.Message) ([]*message.Message, error) { panic("boom") })
+		_, err := h(event("a.b", "{}"))
+		require.Error(t, err, "timeout %s", d)
+		assert.Equal(t, "panic in handler: boom", err.Error(), "timeout %s", d)
+	}
+}
+
+func TestRetryStopsWaitingWhenTheContextEnds(t *testing.T) {
+	r := middleware.Retry{MaxAttempts: 5, InitialInterval: time.Hour, MaxInterval: time.Hour}
+	ctx, cancel := context.WithCancel(context.Background())
+	msg := event("a.b", "{}")
+	msg.SetContext(ctx)
+	var calls atomic.Int64
+	_, err := r.Middleware(func(*message.Message) ([]*message.Message, error) {
+		calls.Add(1)
+		cancel() // the router closes during the first attempt
+		return nil, errors.New("transient")
+	})(msg)
+	require.ErrorIs(t, err, context.Canceled, "the wait for the retry ends with the context")
+	assert.EqualValues(t, 1, calls.Load())
+}
+
+// DeadLetter writes the reason, handler, group and attempts as the entry's
+// own fields (no Watermill poison metadata), and leaves an event whose
+// context ended (router closing) pending instead.
+func TestDeadLetterWritesTheEntryAndSkipsCancelled(t *testing.T) {
+	ctx := context.Background()
+	b, err := bus.New(bus.Config{ServiceName: "t", Client: redistest.Client(t), StreamPrefix: redistest.Prefix(t)}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	var reasons []string
+	dl := middleware.DeadLetter{Queue: b.DeadLetters(), Handler: "h",
+		OnDeadLetter: func(_ *message.Message, reason error) { reasons = append(reasons, reason.Error()) }}
+
+	msg := event("a.b", "{}")
+	msg.Metadata.Set(bus.MetaTopic, "a.b")
+	msg.Metadata.Set(bus.MetaGroup, "t.h")
+	msg.Metadata.Set(middleware.MetaAttempt, "3")
+	out, err := dl.Middleware(func(*message.Message) ([]*message.Message, error) {
+		return nil, errors.New("storage unavailable")
+	})(msg)
+	require.NoError(t, err, "dead-lettered: acked")
+	assert.Empty(t, out)
+	assert.Equal(t, []string{"storage unavailable"}, reasons)
+	letters, err := b.DeadLetters().List(ctx, "-", 10)
+	require.NoError(t, err)
+	require.Len(t, letters, 1)
+	d := letters[0]
+	assert.Equal(t, "storage unavailable", d.Reason)
+	assert.Equal(t, "h", d.Handler)
+	assert.Equal(t, "t.h", d.Group)
+	assert.Equal(t, 3, d.Attempts)
+	for k := range d.Fields {
+		assert.False(t, strings.HasPrefix(k, "_watermill") || strings.Contains(k, "poison"), "field %s", k)
+	}
+
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	msg = event("a.b", "{}")
+	msg.SetContext(cctx)
+	_, err = dl.Middleware(func(m *message.Message) ([]*message.Message, error) { return nil, m.Context().Err() })(msg)
+	require.ErrorIs(t, err, context.Canceled, "nacked: stays pending for another instance")
+	n, err := b.DeadLetters().Len(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n, "not dead-lettered")
 }

@@ -6,17 +6,25 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	wmmw "github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/cenkalti/backoff/v5"
 )
 
 // MetaAttempt is the metadata key holding the number of the current attempt
 // within one delivery ("1" for the first).
 const MetaAttempt = "_eventbus_attempt"
 
-// Retry retries a failing handler with exponential backoff and jitter. It
-// wraps Watermill's Retry, adding: permanent errors (see Permanent) are not
-// retried, and each attempt's number is in the message metadata (MetaAttempt)
-// for the dead-letter entry and the logs.
+// Retry retries a failing handler with exponential backoff and jitter.
+// Permanent errors (see Permanent) are not retried, and each attempt's
+// number is in the message metadata (MetaAttempt) for the dead-letter entry
+// and the logs.
+//
+// It is a loop of its own rather than Watermill's middleware.Retry, whose
+// backoff.Retry machinery (an ExponentialBackOff, option closures and their
+// frames) every event would pay for on its handler goroutine, although
+// nearly every event succeeds at once; here a success costs one call and a
+// metadata write, and the backoff (cenkalti/backoff, as Watermill's) is made
+// only after a failure. The log line of a retry is Watermill's, with the
+// event's fields.
 type Retry struct {
 	// MaxAttempts is the total number of attempts, the first included.
 	// Default 3; 1 means no retry.
@@ -56,101 +64,51 @@ func (r Retry) withDefaults() Retry {
 	return r
 }
 
-// Middleware implements message.HandlerMiddleware.
-//
-// The first attempt runs here, outside Watermill's Retry; only a failure
-// enters it, and it gets that first result back as its own first attempt,
-// so the retries, their backoff and ShouldRetry are Watermill's exactly as
-// if it had made the first call. Why: nearly every event succeeds at once,
-// and the handler chain runs on a new goroutine per event whose stack grows
-// by copying — Watermill's Retry and its backoff loop add a kilobyte of
-// frames and a few allocations to every event (docs/benchmarks.md).
+// Middleware implements message.HandlerMiddleware. An attempt is made only
+// while the message's context is live: once it is done (the router is
+// closing) the loop returns its error, and the event stays pending.
 func (r Retry) Middleware(h message.HandlerFunc) message.HandlerFunc {
 	r = r.withDefaults()
 	return func(msg *message.Message) ([]*message.Message, error) {
-		if msg.Context().Err() != nil {
-			return r.retry(msg, h, nil) // Watermill's Retry does not call h
-		}
-		msg.Metadata.Set(MetaAttempt, "1")
-		out, err := h(msg)
-		if err == nil || IsPermanent(err) {
-			return out, err
-		}
-		return r.retry(msg, h, &result{out, err})
-	}
-}
-
-// result is what one attempt returned.
-type result struct {
-	msgs []*message.Message
-	err  error
-}
-
-// retry runs h for msg under Watermill's Retry. first, when set, is the
-// result of the first attempt, already made: Watermill's first call gets it.
-func (r Retry) retry(msg *message.Message, h message.HandlerFunc, first *result) ([]*message.Message, error) {
-	attempt := 0
-	if first != nil {
-		attempt = 1
-	}
-	counted := func(m *message.Message) ([]*message.Message, error) {
-		if first != nil {
-			f := first
-			first = nil
-			return f.msgs, f.err
-		}
-		attempt++
-		m.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
-		return h(m)
-	}
-	var logger watermill.LoggerAdapter
-	if r.Logger != nil {
-		// Watermill's "Error occurred, retrying" line has no event fields of its own.
-		logger = eventLogger{r.Logger, msg}
-	}
-	wm := wmmw.Retry{
-		MaxRetries:          r.MaxAttempts - 1,
-		InitialInterval:     r.InitialInterval,
-		MaxInterval:         r.MaxInterval,
-		Multiplier:          r.Multiplier,
-		RandomizationFactor: r.Jitter,
-		Logger:              logger,
-		ShouldRetry: func(p wmmw.RetryParams) bool {
-			if IsPermanent(p.Err) {
-				return false
+		ctx := msg.Context()
+		var wait *backoff.ExponentialBackOff
+		for attempt := 1; ; attempt++ {
+			if err := ctx.Err(); err != nil {
+				return nil, err
 			}
-			if r.OnRetry != nil && attempt < r.MaxAttempts {
-				r.OnRetry(msg, attempt, p.Err)
+			msg.Metadata.Set(MetaAttempt, strconv.Itoa(attempt))
+			out, err := h(msg)
+			if err == nil || IsPermanent(err) || attempt >= r.MaxAttempts {
+				return out, err
 			}
-			return true
-		},
+			if wait == nil {
+				wait = &backoff.ExponentialBackOff{
+					InitialInterval: r.InitialInterval, MaxInterval: r.MaxInterval,
+					Multiplier: r.Multiplier, RandomizationFactor: r.Jitter,
+				}
+			}
+			d := wait.NextBackOff()
+			if r.Logger != nil {
+				r.Logger.Error("Error occurred, retrying", err, EventLogFields(msg).Add(watermill.LogFields{
+					"retry_no": attempt, "max_retries": r.MaxAttempts - 1, "wait_time": d,
+				}))
+			}
+			if r.OnRetry != nil {
+				r.OnRetry(msg, attempt, err)
+			}
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+		}
 	}
-	return wm.Middleware(counted)(msg)
 }
 
 // Attempts returns the attempt number recorded by Retry (0 when none).
 func Attempts(msg *message.Message) int {
 	n, _ := strconv.Atoi(msg.Metadata.Get(MetaAttempt))
 	return n
-}
-
-// eventLogger adds EventLogFields(msg) to every line it logs. It computes
-// them only when it logs (a retry), not for every event handled.
-type eventLogger struct {
-	base watermill.LoggerAdapter
-	msg  *message.Message
-}
-
-func (l eventLogger) fields(f watermill.LogFields) watermill.LogFields {
-	return EventLogFields(l.msg).Add(f)
-}
-
-func (l eventLogger) Error(m string, err error, f watermill.LogFields) {
-	l.base.Error(m, err, l.fields(f))
-}
-func (l eventLogger) Info(m string, f watermill.LogFields)  { l.base.Info(m, l.fields(f)) }
-func (l eventLogger) Debug(m string, f watermill.LogFields) { l.base.Debug(m, l.fields(f)) }
-func (l eventLogger) Trace(m string, f watermill.LogFields) { l.base.Trace(m, l.fields(f)) }
-func (l eventLogger) With(f watermill.LogFields) watermill.LoggerAdapter {
-	return eventLogger{l.base.With(f), l.msg}
 }

@@ -11,8 +11,10 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 )
 
-// ErrFiltered is returned by a filter to say the event was deliberately not
-// processed; Stats counts it as filtered, and the router acks it.
+// ErrFiltered may be returned by a filter placed inside AttemptMiddleware to
+// say the event was deliberately not processed: AttemptMiddleware counts it as
+// filtered and returns success. (The router's filter counts with Filtered and
+// returns success itself, with no error to carry back.)
 var ErrFiltered = errors.New("filtered out")
 
 // Stats counts, per handler, what happened to the events it received. Read
@@ -186,6 +188,9 @@ func (s *Stats) AttemptMiddleware(handler string) message.HandlerMiddleware {
 		}
 	}
 }
+
+// Filtered counts one event of handler its filter skipped (acked unprocessed).
+func (s *Stats) Filtered(handler string) { s.counters(handler).filtered.Add(1) }
 
 // Duplicate counts one delivery of handler skipped as already handled (for
 // Dedup.OnDuplicate).

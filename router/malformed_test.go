@@ -73,3 +73,47 @@ func TestInvalidJSONDataIsMalformedForEveryHandler(t *testing.T) {
 	}
 	assert.Equal(t, int64(2), called.Load(), "the malformed entries never reached the handler")
 }
+
+// The filter comes after validation: it is asked only about valid events, a
+// malformed one is dead-lettered whatever the filter would say, and a
+// skipped event is acked with no failed attempt, retry or dead letter.
+func TestFilterSeesOnlyValidEventsAndSkipsWithoutFailing(t *testing.T) {
+	prefix := redistest.Prefix(t)
+	b := newBus(t, prefix)
+	r, err := router.New(b, routertest.FastConfig(), nil)
+	require.NoError(t, err)
+	asked := make(chan string, 8)
+	var handled atomic.Int64
+	require.NoError(t, r.AddHandler("picky", "json.>", func(context.Context, *message.Message) error {
+		handled.Add(1)
+		return nil
+	}, router.WithFilter(func(m *message.Message) bool {
+		asked <- m.UUID
+		return m.UUID == "keep"
+	})))
+	routertest.Start(t, r)
+
+	c := redistest.Client(t)
+	key := b.Config().StreamKey("json.mixed")
+	ctx := context.Background()
+	for _, e := range []struct{ id, data string }{{"broken", `{"broken":`}, {"skip", `{}`}, {"keep", `{}`}} {
+		require.NoError(t, c.XAdd(ctx, &redis.XAddArgs{Stream: key, Values: map[string]any{
+			"id": e.id, "type": "json.mixed", "source": "raw-producer", "specversion": "1.0", "datacontenttype": "application/json", "data": e.data,
+		}}).Err())
+	}
+	require.NoError(t, c.SAdd(ctx, b.Config().RegistryKey(), "json.mixed").Err())
+
+	require.Eventually(t, func() bool { return r.Stats()["picky"].Acked == 3 }, 15*time.Second, 10*time.Millisecond)
+	close(asked)
+	var ids []string
+	for id := range asked {
+		ids = append(ids, id)
+	}
+	assert.ElementsMatch(t, []string{"skip", "keep"}, ids, "the filter is not asked about the malformed entry")
+	st := r.Stats()["picky"]
+	assert.EqualValues(t, 1, st.Filtered)
+	assert.EqualValues(t, 1, st.DeadLettered, "the malformed entry")
+	assert.EqualValues(t, 1, st.Failed, "only the malformed entry failed")
+	assert.Zero(t, st.Retried)
+	assert.EqualValues(t, 1, handled.Load())
+}

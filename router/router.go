@@ -8,7 +8,6 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	wmmw "github.com/ThreeDotsLabs/watermill/message/router/middleware"
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/middleware"
@@ -187,9 +186,20 @@ func containsDot(s string) bool {
 	return false
 }
 
-// stack is the default middleware of handler name, outermost first.
-// dedup (WithDedup), when not nil, runs after validation and outside the
-// retries: checked once per delivery, marked after the attempt that succeeds.
+// stack is the default middleware of handler name, outermost first, in the
+// order an event needs it (docs/architecture.md, "The router stack"):
+//
+//   - stats: receipt to ack or nack, so it sees the final outcome;
+//   - dead letter: the decision on a failed event, once its attempts are over;
+//   - max deliveries and validation: events that must not reach the handler
+//     at all fail permanently here (dead-lettered at once, never retried);
+//   - filter: skipped events are acked and counted now, without an error
+//     travelling back through the layers;
+//   - dedup (WithDedup): checked once per delivery, marked after the attempt
+//     that succeeds;
+//   - retry, then per attempt: tracing (a span per attempt), attempt stats,
+//     and the hard timeout with the panic recoverer, around the handler only
+//     (Config.Middleware inside it).
 func (r *Router) stack(name string, o handlerOptions, dedup message.HandlerMiddleware) []message.HandlerMiddleware {
 	st := r.cfg.Stats
 	retry := r.cfg.Retry
@@ -211,6 +221,9 @@ func (r *Router) stack(name string, o handlerOptions, dedup message.HandlerMiddl
 		middleware.MaxDeliveries(r.cfg.MaxDeliveries),
 		validate(st, name, r.validator),
 	}
+	if o.filter != nil {
+		mws = append(mws, filter(st, name, o.filter))
+	}
 	if dedup != nil {
 		mws = append(mws, dedup)
 	}
@@ -219,20 +232,22 @@ func (r *Router) stack(name string, o handlerOptions, dedup message.HandlerMiddl
 		r.tracing.Middleware,
 		st.AttemptMiddleware(name),
 		middleware.Timeout(timeout),
-		wmmw.Recoverer,
 	)
-	if o.filter != nil {
-		keep := o.filter
-		mws = append(mws, func(h message.HandlerFunc) message.HandlerFunc {
-			return func(msg *message.Message) ([]*message.Message, error) {
-				if !keep(msg) {
-					return nil, middleware.ErrFiltered
-				}
-				return h(msg)
-			}
-		})
-	}
 	return append(mws, r.cfg.Middleware...)
+}
+
+// filter acks the events keep refuses (success, the handler not called) and
+// counts them as filtered.
+func filter(st *middleware.Stats, name string, keep func(*message.Message) bool) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			if !keep(msg) {
+				st.Filtered(name)
+				return nil, nil
+			}
+			return h(msg)
+		}
+	}
 }
 
 // validate rejects invalid events permanently (so they are dead-lettered at

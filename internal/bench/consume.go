@@ -29,7 +29,8 @@ const (
 	EndToEndBusSubscriber = "bus-subscriber"
 	// EndToEndBusRouter is router.New(bus, router.Config{}, nil): the bus's
 	// default middleware stack (stats, dead letter, max deliveries,
-	// validation, retry, tracing, hard timeout, recoverer).
+	// validation, retry, tracing, attempt stats, hard timeout with panic
+	// recovery).
 	EndToEndBusRouter = "bus-router-defaults"
 )
 
