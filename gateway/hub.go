@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,10 +11,10 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/cejson"
 )
 
 const (
@@ -463,9 +461,9 @@ func decodePushEntry(x redis.XMessage) (pushEvent, error) {
 	if err := bus.ValidateType(md.Get(bus.AttrType)); err != nil {
 		return pushEvent{}, err
 	}
-	data, err := encodeCloudEvent(msg)
+	data, err := cejson.Marshal(msg)
 	if err != nil {
-		return pushEvent{}, err
+		return pushEvent{}, fmt.Errorf("encode event %s as JSON: %w", msg.UUID, err)
 	}
 	return pushEvent{
 		id:        x.ID,
@@ -475,33 +473,4 @@ func decodePushEntry(x redis.XMessage) (pushEvent, error) {
 		broadcast: md.Get(bus.AttrBroadcast) == "true",
 		data:      data,
 	}, nil
-}
-
-// encodeCloudEvent renders msg in CloudEvents structured-mode JSON: every
-// attribute (metadata key not starting with "_") as a string member, and the
-// data as "data" (raw JSON) when the content type is JSON and the data is
-// valid JSON, else as "data_base64". The output has no line breaks, so it is
-// one SSE data line.
-func encodeCloudEvent(msg *message.Message) ([]byte, error) {
-	out := make(map[string]any, len(msg.Metadata)+2)
-	for k, v := range msg.Metadata {
-		if strings.HasPrefix(k, "_") || k == "data" || k == "data_base64" {
-			continue
-		}
-		out[k] = v
-	}
-	out[bus.AttrID] = msg.UUID
-	if len(msg.Payload) > 0 {
-		ct := msg.Metadata.Get(bus.AttrDataContentType)
-		if (ct == "" || bus.IsJSONContentType(ct)) && json.Valid(msg.Payload) {
-			out["data"] = json.RawMessage(msg.Payload)
-		} else {
-			out["data_base64"] = base64.StdEncoding.EncodeToString(msg.Payload)
-		}
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s as JSON: %w", msg.UUID, err)
-	}
-	return b, nil
 }
