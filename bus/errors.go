@@ -29,6 +29,9 @@ var (
 	// ErrDecode is returned by Decode when the event data cannot be decoded
 	// into the requested Go type.
 	ErrDecode = errors.New("cannot decode event data")
-	// ErrInvalidConfig wraps every configuration problem reported by Validate.
+	// ErrInvalidConfig wraps every configuration problem reported by
+	// Validate, here and in every package of the module (router, middleware,
+	// gateway, observe, outbox, photo): errors.Is(err, bus.ErrInvalidConfig)
+	// tells a bad config from a failure, whichever package refused it.
 	ErrInvalidConfig = errors.New("invalid config")
 )
