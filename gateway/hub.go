@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -322,20 +321,11 @@ func (h *hub) close(timeout time.Duration) error {
 // streamID is a Redis Stream entry id, <ms>-<seq>.
 type streamID struct{ ms, seq uint64 }
 
-// parseStreamID parses "<ms>-<seq>" or "<ms>" (sequence 0).
+// parseStreamID parses "<ms>-<seq>" or "<ms>" (sequence 0) with
+// bus.ParseStreamID.
 func parseStreamID(s string) (streamID, error) {
-	msPart, seqPart, hasSeq := strings.Cut(s, "-")
-	ms, err := strconv.ParseUint(msPart, 10, 64)
-	if err != nil {
-		return streamID{}, fmt.Errorf("%q is not a stream entry id: want <milliseconds>-<sequence>, e.g. 1700000000000-0", s)
-	}
-	var seq uint64
-	if hasSeq {
-		if seq, err = strconv.ParseUint(seqPart, 10, 64); err != nil {
-			return streamID{}, fmt.Errorf("%q is not a stream entry id: want <milliseconds>-<sequence>, e.g. 1700000000000-0", s)
-		}
-	}
-	return streamID{ms, seq}, nil
+	ms, seq, err := bus.ParseStreamID(s)
+	return streamID{ms, seq}, err
 }
 
 func (a streamID) less(b streamID) bool {
@@ -388,7 +378,7 @@ func streamInfoOf(ctx context.Context, c redis.UniversalClient, key string) (str
 	_, _ = pipe.Exec(ctx) // each command's error is read below
 	info, err := infoCmd.Result()
 	if err != nil {
-		if isNoSuchKey(err) {
+		if bus.IsNoSuchKey(err) {
 			return streamInfo{}, nil
 		}
 		return streamInfo{}, fmt.Errorf("XINFO STREAM %s: %w", key, err)
@@ -412,13 +402,6 @@ func streamInfoOf(ctx context.Context, c redis.UniversalClient, key string) (str
 		si.length = 0
 	}
 	return si, nil
-}
-
-// isNoSuchKey reports whether err is Redis's answer to XINFO STREAM on a
-// key that does not exist.
-func isNoSuchKey(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.Contains(strings.ToLower(rerr.Error()), "no such key")
 }
 
 // renderPushEntry decodes x (whose id is sid) and renders it as the SSE

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strconv"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -158,10 +158,9 @@ func writeJSONString(b *bytes.Buffer, s string) {
 
 // streamIDTime is the time in a stream entry id ("<ms>-<seq>").
 func streamIDTime(id string) time.Time {
-	ms, _, _ := strings.Cut(id, "-")
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil {
+	ms, _, err := bus.ParseStreamID(id)
+	if err != nil || ms > math.MaxInt64 {
 		return time.Time{}
 	}
-	return time.UnixMilli(n)
+	return time.UnixMilli(int64(ms))
 }
