@@ -9,21 +9,19 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/redistest"
+	"github.com/shared-infra/eventbus/internal/spantest"
 )
 
 // A "publish" span carries the semantic conventions' messaging attributes,
 // the batch size when a call publishes more than one event, the Redis
 // server, the schema URL, and error.type when the publish fails.
 func TestPublishSpanAttributes(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tp, rec := spantest.New(t)
 	client := redistest.Client(t)
 	b, err := bus.New(bus.Config{ServiceName: "svc", Client: client, StreamPrefix: redistest.Prefix(t), TracerProvider: tp}, nil)
 	require.NoError(t, err)
@@ -51,7 +49,7 @@ func TestPublishSpanAttributes(t *testing.T) {
 	if _, single := client.(*redis.Client); single {
 		assert.Contains(t, want, semconv.ServerAddressKey, "a single-server client has a server.address")
 	}
-	assert.Equal(t, want, attrMap(spans[0]))
+	assert.Equal(t, want, spantest.Attrs(spans[0]))
 	assert.Equal(t, "publish photo.uploaded", spans[0].Name())
 	assert.Equal(t, trace.SpanKindProducer, spans[0].SpanKind())
 	assert.Equal(t, semconv.SchemaURL, spans[0].InstrumentationScope().SchemaURL)
@@ -59,12 +57,12 @@ func TestPublishSpanAttributes(t *testing.T) {
 	want["messaging.batch.message_count"] = attribute.IntValue(2)
 	for i, id := range []string{"e2", "e3"} {
 		want["messaging.message.id"] = attribute.StringValue(id)
-		assert.Equal(t, want, attrMap(spans[1+i]))
+		assert.Equal(t, want, spantest.Attrs(spans[1+i]))
 	}
 
 	delete(want, "messaging.batch.message_count")
 	want["messaging.message.id"] = attribute.StringValue("e4")
-	got := attrMap(spans[3])
+	got := spantest.Attrs(spans[3])
 	assert.NotEmpty(t, got["error.type"].AsString())
 	delete(got, "error.type")
 	assert.Equal(t, want, got)
@@ -84,12 +82,4 @@ func TestServerAttributes(t *testing.T) {
 		assert.Equal(t, tc.want, bus.ServerAttributes(tc.c))
 		_ = tc.c.Close()
 	}
-}
-
-func attrMap(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
-	m := make(map[attribute.Key]attribute.Value)
-	for _, kv := range s.Attributes() {
-		m[kv.Key] = kv.Value
-	}
-	return m
 }

@@ -9,12 +9,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/spantest"
 	"github.com/shared-infra/eventbus/middleware"
 )
 
@@ -22,8 +21,7 @@ import (
 // the attributes given to NewTracing (the router's server.address), the
 // schema URL, and error.type when the attempt fails.
 func TestTracingSpanAttributes(t *testing.T) {
-	rec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	tp, rec := spantest.New(t)
 	tr := middleware.NewTracing(tp, semconv.ServerAddress("redis.local"), semconv.ServerPort(6380))
 	fail := errors.New("smtp timeout")
 	h := tr.Middleware(func(msg *message.Message) ([]*message.Message, error) {
@@ -55,7 +53,7 @@ func TestTracingSpanAttributes(t *testing.T) {
 		"server.address":                    attribute.StringValue("redis.local"),
 		"server.port":                       attribute.IntValue(6380),
 	}
-	assert.Equal(t, want, attrMap(spans[0]))
+	assert.Equal(t, want, spantest.Attrs(spans[0]))
 	assert.Equal(t, "process photo.uploaded", spans[0].Name())
 	assert.Equal(t, trace.SpanKindConsumer, spans[0].SpanKind())
 	assert.Equal(t, semconv.SchemaURL, spans[0].InstrumentationScope().SchemaURL)
@@ -63,14 +61,6 @@ func TestTracingSpanAttributes(t *testing.T) {
 
 	want["eventbus.attempt"] = attribute.IntValue(2)
 	want["error.type"] = attribute.StringValue("*errors.errorString")
-	assert.Equal(t, want, attrMap(spans[1]))
+	assert.Equal(t, want, spantest.Attrs(spans[1]))
 	assert.Equal(t, codes.Error, spans[1].Status().Code)
-}
-
-func attrMap(s sdktrace.ReadOnlySpan) map[attribute.Key]attribute.Value {
-	m := make(map[attribute.Key]attribute.Value)
-	for _, kv := range s.Attributes() {
-		m[kv.Key] = kv.Value
-	}
-	return m
 }
