@@ -53,7 +53,7 @@ bench:
 
 ## bench-go: the same scenarios as go test benchmarks, for benchstat (make bench-go > old.txt)
 bench-go:
-	scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./bench/
+	scripts/with-redis.sh $(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 ./internal/bench/
 
 ## bench-gateway: the SSE load run (gateway in a process of its own; 1,000 clients, 1,000 events/s for 10 s) — a measurement, not a test
 bench-gateway:

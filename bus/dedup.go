@@ -57,7 +57,8 @@ type dedupStats struct {
 // Duplicates returns how many events this publisher did not write because
 // their id had been written to the stream within Config.DedupWindow (a
 // retried publish, or go-redis retrying a write whose reply was lost). Push
-// copies are not counted: they follow their event.
+// copies are not counted: they follow their event. Counts has them per
+// topic (PublishCounts.Duplicates).
 func (p *Publisher) Duplicates() int64 { return p.dedupStats.duplicates.Load() }
 
 func (p *Publisher) dedupOn() bool { return p.cfg.DedupWindow > 0 }
@@ -65,12 +66,13 @@ func (p *Publisher) dedupOn() bool { return p.cfg.DedupWindow > 0 }
 // entryWrite is one entry the publisher writes: an event on its stream, or
 // its copy on the push stream.
 type entryWrite struct {
-	msg  *message.Message
-	key  string // the stream
-	push bool   // the push copy
-	keys []string
-	args []any
-	cmd  redis.Cmder // the XADD, or the script's EVALSHA/EVAL
+	msg   *message.Message
+	key   string // the stream
+	topic string // the event type (counted in Publisher.Counts)
+	push  bool   // the push copy
+	keys  []string
+	args  []any
+	cmd   redis.Cmder // the XADD, or the script's EVALSHA/EVAL
 }
 
 // newWrite prepares the write of fields (an event's stream fields) to the
@@ -78,7 +80,7 @@ type entryWrite struct {
 // with the XADD arguments go-redis builds from xaddArgs, so whatever trim
 // options xaddArgs sets are kept.
 func (p *Publisher) newWrite(ctx context.Context, key, topic string, msg *message.Message, fields []any, push bool) *entryWrite {
-	w := &entryWrite{msg: msg, key: key, push: push}
+	w := &entryWrite{msg: msg, key: key, topic: topic, push: push}
 	if !p.dedupOn() {
 		return w
 	}
@@ -189,8 +191,9 @@ func (p *Publisher) settle(w *entryWrite) {
 	}
 	w.msg.Metadata[MetaDuplicate] = entry
 	p.dedupStats.duplicates.Add(1)
+	p.counts.duplicate(w.topic)
 	p.logger.Debug("Duplicate event not written", watermill.LogFields{
-		"event_id": w.msg.UUID, "stream": w.key, "earlier_entry": entry,
+		"event_id": w.msg.UUID, "topic": w.topic, "stream": w.key, "earlier_entry": entry,
 		"window": strconv.FormatInt(p.cfg.DedupWindow.Milliseconds(), 10) + "ms",
 	})
 }

@@ -320,3 +320,32 @@ func BenchmarkPublishDedup(b *testing.B) {
 		})
 	}
 }
+
+// Duplicates are never silent: counted per topic in Counts (and in
+// Duplicates), and logged at debug level with the event id and topic.
+func TestDuplicatesCountedPerTopicAndLogged(t *testing.T) {
+	logger := watermill.NewCaptureLogger()
+	b, err := bus.New(bus.Config{ServiceName: "test-svc", Client: redistest.Client(t), StreamPrefix: redistest.Prefix(t)}, logger)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = b.Close() })
+	pub := b.Publisher()
+	for range 3 {
+		require.NoError(t, pub.Publish("dedup.counted", msgWithID("same")))
+	}
+	require.NoError(t, pub.Publish("dedup.counted", msgWithID("other")))
+	require.NoError(t, pub.Publish("dedup.elsewhere", msgWithID("same"), msgWithID("same")))
+
+	counts := pub.Counts()
+	assert.Equal(t, bus.PublishCounts{Published: 4, Duplicates: 2}, counts["dedup.counted"])
+	assert.Equal(t, bus.PublishCounts{Published: 2, Duplicates: 1}, counts["dedup.elsewhere"], "a duplicate within one call")
+	assert.Equal(t, int64(3), pub.Duplicates())
+
+	var logged []string
+	for _, m := range logger.Captured()[watermill.DebugLogLevel] {
+		if m.Msg == "Duplicate event not written" {
+			logged = append(logged, fmt.Sprint(m.Fields["topic"], "/", m.Fields["event_id"]))
+			assert.NotEmpty(t, m.Fields["earlier_entry"], "the log line names the entry written first")
+		}
+	}
+	assert.Equal(t, []string{"dedup.counted/same", "dedup.counted/same", "dedup.elsewhere/same"}, logged)
+}

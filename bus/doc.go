@@ -29,10 +29,16 @@
 // # Concurrency
 //
 // Bus, Publisher, Subscriber and DeadLetterQueue are safe for use from many
-// goroutines. Each Subscribe call has one reader goroutine (all of its Redis
-// I/O) and one dispatcher goroutine; a subscription's messages are delivered
-// one at a time, in stream order, unless SubscriberConfig.Concurrency is
-// above 1. Close may be called at any time and more than once; the bus never
+// goroutines. The goroutines a subscription (one Subscribe call) runs, for
+// its whole life: the reader (all of its Redis I/O: reads, acks, claims,
+// resyncs), the keepalive (XCLAIM JUSTID of what it holds, every
+// ClaimMinIdle/3), a stopper that waits for the context, Close or the
+// dispatcher's end, the dispatcher (decodes and delivers, in stream order),
+// and up to Concurrency awaiters (each waits for one delivered message's ack
+// or nack; started when none is idle, kept until the end). A Subscriber adds
+// one heartbeat goroutine for all its subscriptions. None is started per
+// event. Messages are delivered one at a time, in stream order, unless
+// SubscriberConfig.Concurrency is above 1. Close may be called at any time and more than once; the bus never
 // closes a Redis client it was given.
 //
 // # Logging

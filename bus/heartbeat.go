@@ -152,7 +152,7 @@ func (sub *subscription) claimFrom(ctx context.Context, consumer string) int {
 			ids = append(ids, p.ID)
 			counts[p.ID] = p.RetryCount
 		}
-		if len(ids) == 0 {
+		if ids = sub.dropGone(ctx, sub.streams[i], ids); len(ids) == 0 {
 			continue
 		}
 		// MinIdle: two consumers that find the same dead one do not take

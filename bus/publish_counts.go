@@ -14,15 +14,21 @@ const InvalidTopic = "$invalid"
 // PublishCounts counts what a Publisher was asked to publish to one topic
 // since the Bus was made.
 type PublishCounts struct {
-	// Published counts events written (or scheduled, for delayed ones).
+	// Published counts events whose Publish call succeeded: written (or
+	// scheduled, for delayed ones), or found already written (Duplicates).
 	Published uint64 `json:"published"`
+	// Duplicates counts, of Published, the events not written again because
+	// their id had been written to the stream within Config.DedupWindow (a
+	// publish retried with the same id, or go-redis retrying an XADD whose
+	// reply was lost); see IsDuplicate.
+	Duplicates uint64 `json:"duplicates"`
 	// Failed counts events whose Publish call returned an error (invalid,
 	// rejected by the type's schema, too large, Redis unreachable...). A call
 	// with several events counts each of them.
 	Failed uint64 `json:"failed"`
 }
 
-type topicCounters struct{ published, failed atomic.Uint64 }
+type topicCounters struct{ published, failed, duplicates atomic.Uint64 }
 
 // publishCounts holds a topicCounters per topic.
 type publishCounts struct{ m sync.Map } // topic -> *topicCounters
@@ -51,6 +57,14 @@ func (p *publishCounts) record(topic string, n int, err error) {
 	}
 }
 
+// duplicate counts one event of topic dropped as a duplicate.
+func (p *publishCounts) duplicate(topic string) {
+	if ValidateType(topic) != nil {
+		topic = InvalidTopic
+	}
+	p.get(topic).duplicates.Add(1)
+}
+
 // Counts returns, per topic, how many events Publish calls carried and how
 // many of them failed, since the Bus was made. Every way into the bus counts
 // here (the router's Publisher, the gateway, the CLI: they are this
@@ -59,7 +73,7 @@ func (p *Publisher) Counts() map[string]PublishCounts {
 	out := map[string]PublishCounts{}
 	p.counts.m.Range(func(k, v any) bool {
 		c := v.(*topicCounters)
-		out[k.(string)] = PublishCounts{Published: c.published.Load(), Failed: c.failed.Load()}
+		out[k.(string)] = PublishCounts{Published: c.published.Load(), Failed: c.failed.Load(), Duplicates: c.duplicates.Load()}
 		return true
 	})
 	return out

@@ -298,3 +298,58 @@ func startTrimmer(b *Bus) *periodic {
 		return err
 	})
 }
+
+//go:embed lua/pending_lost.lua
+var pendingLostLua string
+
+var pendingLostScript = redis.NewScript(pendingLostLua)
+
+// dropGone is called before the subscription claims ids, pending in its
+// group on stream (XCLAIM would drop them unseen, whatever its MinIdle): the
+// ids whose entry is no longer in
+// the stream (a cap, XTRIM or XDEL removed it after it was delivered and
+// before it was acked) are acked and counted as lost for the group, in the
+// same LossKey hash and with the same error line as Bus.Trim's losses (so
+// /stats, `eventbus stats` and eventbus_handler_lost_total show them). One
+// script, one slot: of several consumers claiming at once, exactly one
+// counts an id. It returns the ids left to claim. On a script error every
+// id is left (the claim goes on as before).
+func (sub *subscription) dropGone(ctx context.Context, stream string, ids []string) []string {
+	t, ok := strings.CutPrefix(stream, sub.s.bus.StreamPrefix)
+	if !ok || len(ids) == 0 {
+		return ids
+	}
+	group := sub.s.cfg.ConsumerGroup
+	args := make([]any, 0, len(ids)+1)
+	args = append(args, group)
+	for _, id := range ids {
+		args = append(args, id)
+	}
+	res, err := pendingLostScript.Run(ctx, sub.s.client, []string{stream, sub.s.bus.LossKey(t)}, args...).Slice()
+	if err != nil || len(res) < 1 {
+		if err != nil && ctx.Err() == nil {
+			sub.s.logger.Error("Checking pending entries before a claim failed", err, watermill.LogFields{"stream": stream})
+		}
+		return ids
+	}
+	if len(res) == 1 {
+		return ids
+	}
+	total, _ := res[0].(int64)
+	gone := make(map[string]bool, len(res)-1)
+	for _, v := range res[1:] {
+		if id, ok := v.(string); ok {
+			gone[id] = true
+		}
+	}
+	sub.s.logger.Error("Pending entries were removed from a stream before their consumer group acked them", ErrEntriesLost, watermill.LogFields{
+		"stream": stream, "group": group, "lost": len(gone), "total_lost": total, "pending": true,
+	})
+	left := ids[:0:0]
+	for _, id := range ids {
+		if !gone[id] {
+			left = append(left, id)
+		}
+	}
+	return left
+}

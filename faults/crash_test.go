@@ -3,14 +3,9 @@
 package faults
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -24,7 +19,7 @@ import (
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
-// Environment of the child process started by TestConsumerCrash.
+// Environment of the child processes (see startChild and TestHelperProcess).
 const (
 	envHelper   = "FAULTS_HELPER" // which helper to run; unset in a normal run
 	envURL      = "FAULTS_REDIS_URL"
@@ -39,15 +34,22 @@ const (
 	readyLine           = "READY"
 )
 
-// TestHelperProcess is not a test: it is the consumer process that
-// TestConsumerCrash starts (the test binary run again with -test.run) and
-// kills. In a normal run it returns at once.
+// TestHelperProcess is not a test: it is the child process the SIGKILL
+// tests start with startChild (the test binary run again with -test.run)
+// and kill; FAULTS_HELPER says which one it is. In a normal run it returns
+// at once.
 func TestHelperProcess(t *testing.T) {
 	switch os.Getenv(envHelper) {
 	case "":
 		return
 	case helperCrashConsumer:
 		os.Exit(crashConsumer())
+	case helperDelayMover:
+		os.Exit(delayMover())
+	case helperRouterWorker:
+		os.Exit(routerWorker())
+	case helperPhotoWorker:
+		os.Exit(photoWorker())
 	default:
 		fmt.Fprintf(os.Stderr, "unknown %s=%q\n", envHelper, os.Getenv(envHelper))
 		os.Exit(2)
@@ -90,10 +92,9 @@ func crashConsumer() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	_, _ = os.Stdout.WriteString(readyLine + "\n")
+	printReady()
 	for msg := range ch {
-		// One write per line: what was written before SIGKILL reaches the parent.
-		_, _ = os.Stdout.WriteString(handledLine + msg.UUID + " " + msg.Metadata.Get(bus.MetaStreamID) + "\n")
+		printHandled(msg.UUID, msg.Metadata.Get(bus.MetaStreamID))
 		time.Sleep(10 * time.Millisecond)
 		msg.Ack()
 	}
@@ -130,68 +131,12 @@ func TestConsumerCrash(t *testing.T) {
 
 	// The child: the test binary, run as TestHelperProcess.
 	childName := "child-" + watermill.NewShortUUID()[:8]
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.timeout=90s")
-	cmd.Env = append(os.Environ(),
-		envHelper+"="+helperCrashConsumer, envURL+"="+redistest.URL(), envPrefix+"="+prefix,
+	c := startChild(t, helperCrashConsumer, prefix, tr.handle,
 		envGroup+"="+group, envConsumer+"="+childName, envTopic+"="+topic)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	var waitOnce sync.Once
-	wait := func() { waitOnce.Do(func() { _ = cmd.Wait() }) }
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // by pid: the child only
-		wait()
-	})
-
-	var (
-		mu           sync.Mutex
-		childHandled int
-		ready        = make(chan struct{})
-		progress     = make(chan struct{}, 1)
-		readerDone   = make(chan struct{})
-	)
-	go func() {
-		defer close(readerDone)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == readyLine:
-				close(ready)
-			case strings.HasPrefix(line, handledLine):
-				f := strings.Fields(strings.TrimPrefix(line, handledLine))
-				if len(f) == 2 {
-					tr.handle(f[0], f[1])
-					mu.Lock()
-					childHandled++
-					mu.Unlock()
-					select {
-					case progress <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}
-	}()
-	childCount := func() int { mu.Lock(); defer mu.Unlock(); return childHandled }
-
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("child consumer not ready in 30 s; stderr:\n%s", stderr.String())
-	}
+	c.waitReady(30 * time.Second)
 	// Let the child take its first batch, then start the survivor beside it.
 	deadline := time.After(20 * time.Second)
-	for childCount() < 1 {
-		select {
-		case <-progress:
-		case <-deadline:
-			t.Fatalf("child handled nothing in 20 s; stderr:\n%s", stderr.String())
-		}
-	}
+	c.waitHandled(1, deadline)
 	survivorCfg := bus.SubscriberConfig{
 		ConsumerGroup: group,
 		Consumer:      "survivor",
@@ -215,24 +160,14 @@ func TestConsumerCrash(t *testing.T) {
 	}()
 
 	// Kill the child mid-batch: it has handled some events and holds unacked ones.
-	for childCount() < 40 {
-		select {
-		case <-progress:
-		case <-deadline:
-			t.Fatalf("child handled %d events in 20 s, want 40", childCount())
-		}
-	}
-	var orphans []redis.XPendingExt
-	killAt := time.Now()
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	wait()
-	<-readerDone
-	orphans, err = client.XPendingExt(t.Context(), &redis.XPendingExtArgs{
+	c.waitHandled(40, deadline)
+	killAt := c.kill()
+	orphans, err := client.XPendingExt(t.Context(), &redis.XPendingExtArgs{
 		Stream: key, Group: group, Consumer: childName, Start: "-", End: "+", Count: 1000,
 	}).Result()
 	require.NoError(t, err)
 	require.NotEmpty(t, orphans, "the child must die holding unacked entries (mid-batch)")
-	t.Logf("child handled %d events, killed holding %d pending entries", childCount(), len(orphans))
+	t.Logf("child handled %d events, killed holding %d pending entries", c.count(), len(orphans))
 
 	missing := tr.waitAllHandled(20 * time.Second)
 	lost := tr.fill(x)
@@ -262,7 +197,7 @@ func TestConsumerCrash(t *testing.T) {
 		"in-flight entries claimed long before ClaimMinIdle: the keepalive of the live child did not hold")
 
 	x.Recovery = fmtDur(recovery)
-	x.Notes = fmt.Sprintf("child handled %d then died holding %d pending; survivor claimed them (ClaimMinIdle 1s, ClaimInterval 200ms); recovery = kill → last orphan handled; duplicates = handled by the child, ack not yet flushed", childCount(), len(orphans))
+	x.Notes = fmt.Sprintf("child handled %d then died holding %d pending; survivor claimed them (ClaimMinIdle 1s, ClaimInterval 200ms); recovery = kill → last orphan handled; duplicates = handled by the child, ack not yet flushed", c.count(), len(orphans))
 	if len(lost) > 0 {
 		t.Logf("lost: %v", lost[:min(10, len(lost))])
 	}

@@ -3,13 +3,8 @@
 package faults
 
 import (
-	"bufio"
 	"fmt"
-	"os"
-	"os/exec"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -53,65 +48,11 @@ func TestDeadConsumerRecoveryWithDefaults(t *testing.T) {
 	}
 
 	childName := "child-" + watermill.NewShortUUID()[:8]
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.timeout=90s")
-	cmd.Env = append(os.Environ(),
-		envHelper+"="+helperCrashConsumer, envURL+"="+redistest.URL(), envPrefix+"="+prefix,
+	c := startChild(t, helperCrashConsumer, prefix, tr.handle,
 		envGroup+"="+group, envConsumer+"="+childName, envTopic+"="+topic, envDefaults+"=1")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	var waitOnce sync.Once
-	wait := func() { waitOnce.Do(func() { _ = cmd.Wait() }) }
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill() // by pid: the child only
-		wait()
-	})
-	var (
-		mu           sync.Mutex
-		childHandled = map[string]int{}
-		ready        = make(chan struct{})
-		progress     = make(chan struct{}, 1)
-		readerDone   = make(chan struct{})
-	)
-	go func() {
-		defer close(readerDone)
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == readyLine:
-				close(ready)
-			case strings.HasPrefix(line, handledLine):
-				f := strings.Fields(strings.TrimPrefix(line, handledLine))
-				if len(f) == 2 {
-					tr.handle(f[0], f[1])
-					mu.Lock()
-					childHandled[f[0]]++
-					mu.Unlock()
-					select {
-					case progress <- struct{}{}:
-					default:
-					}
-				}
-			}
-		}
-	}()
-	childCount := func() int { mu.Lock(); defer mu.Unlock(); return len(childHandled) }
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("child consumer not ready in 30 s; stderr:\n%s", stderr.String())
-	}
+	c.waitReady(30 * time.Second)
 	deadline := time.After(30 * time.Second)
-	for childCount() < 20 {
-		select {
-		case <-progress:
-		case <-deadline:
-			t.Fatalf("child handled %d events in 30 s, want 20; stderr:\n%s", childCount(), stderr.String())
-		}
-	}
+	c.waitHandled(20, deadline)
 
 	// The survivor, started beside the live child: it must not take the
 	// child's entries while the child lives (heartbeat present).
@@ -135,21 +76,12 @@ func TestDeadConsumerRecoveryWithDefaults(t *testing.T) {
 			msg.Ack()
 		}
 	}()
-	for childCount() < 60 {
-		select {
-		case <-progress:
-		case <-deadline:
-			t.Fatalf("child handled %d events in 30 s, want 60", childCount())
-		}
-	}
+	c.waitHandled(60, deadline)
 	fromChild.Lock()
 	claimedWhileAlive := fromChild.n
 	fromChild.Unlock()
 
-	killAt := time.Now()
-	require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
-	wait()
-	<-readerDone
+	killAt := c.kill()
 	orphans, err := client.XPendingExt(t.Context(), &redis.XPendingExtArgs{
 		Stream: key, Group: group, Consumer: childName, Start: "-", End: "+", Count: 1000,
 	}).Result()
@@ -177,13 +109,11 @@ func TestDeadConsumerRecoveryWithDefaults(t *testing.T) {
 	// Duplicate handler runs: events the child ran (its line written, ack
 	// not flushed before SIGKILL) that the survivor ran again.
 	dupRuns := 0
-	mu.Lock()
-	for id := range childHandled {
+	for id := range c.handledIDs() {
 		if _, ok := survivorRuns.Load(id); ok {
 			dupRuns++
 		}
 	}
-	mu.Unlock()
 	x.Recovery = fmtDur(recovery)
 	x.Notes = fmt.Sprintf("defaults (BatchSize 100, HeartbeatTTL 2s); survivor ClaimMinIdle 10min, so only the heartbeat explains the claims; child died holding %d pending (read-ahead); %d handler runs repeated (run by the child, ack not flushed; no dedup option); 0 entries of the live child claimed", len(orphans), dupRuns)
 	if len(lost) > 0 {

@@ -3,11 +3,8 @@
 package faults
 
 import (
-	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -24,13 +21,9 @@ import (
 // work is its mover.
 const helperDelayMover = "delay-mover"
 
-// TestDelayMoverProcess is not a test: it is the mover process that
-// TestDelayMoverKilled starts and kills with SIGKILL. In a normal run it
-// returns at once.
-func TestDelayMoverProcess(t *testing.T) {
-	if os.Getenv(envHelper) != helperDelayMover {
-		return
-	}
+// delayMover is the child TestDelayMoverKilled starts (see
+// TestHelperProcess) and kills with SIGKILL.
+func delayMover() int {
 	b, err := bus.New(bus.Config{
 		ServiceName:          "faults-mover",
 		RedisURL:             os.Getenv(envURL),
@@ -39,12 +32,12 @@ func TestDelayMoverProcess(t *testing.T) {
 	}, nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		os.Exit(2)
+		return 2
 	}
 	_ = b // the mover runs on its own goroutine until the process dies
-	_, _ = os.Stdout.WriteString(readyLine + "\n")
+	printReady()
 	time.Sleep(60 * time.Second)
-	os.Exit(0)
+	return 0
 }
 
 // TestDelayMoverKilled kills a bus process with SIGKILL while its mover is
@@ -95,28 +88,8 @@ func TestDelayMoverKilled(t *testing.T) {
 	}
 	require.NoError(t, client.ZAddXX(ctx, zkey, zs...).Err())
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestDelayMoverProcess$", "-test.timeout=90s")
-	cmd.Env = append(os.Environ(), envHelper+"="+helperDelayMover, envURL+"="+redistest.URL(), envPrefix+"="+prefix)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	ready := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			if sc.Text() == readyLine {
-				close(ready)
-			}
-		}
-	}()
-	select {
-	case <-ready:
-	case <-time.After(30 * time.Second):
-		t.Fatalf("mover process not ready in 30 s; stderr:\n%s", stderr.String())
-	}
+	c := startChild(t, helperDelayMover, prefix, nil)
+	c.waitReady(30 * time.Second)
 
 	// Kill it once it has moved something and before it has moved all.
 	deadline := time.Now().Add(30 * time.Second)
@@ -128,11 +101,10 @@ func TestDelayMoverKilled(t *testing.T) {
 		}
 		time.Sleep(200 * time.Microsecond)
 	}
-	require.NoError(t, cmd.Process.Kill()) // SIGKILL, by pid: the child only
-	_ = cmd.Wait()
+	c.kill()
 	movedByChild, err := client.XLen(ctx, key).Result()
 	require.NoError(t, err)
-	require.Positive(t, movedByChild, "the mover process moved nothing in 30 s; stderr:\n%s", stderr.String())
+	require.Positive(t, movedByChild, "the mover process moved nothing in 30 s; stderr:\n%s", c.stderr.String())
 	left, err := sched.ListScheduled(ctx, topic, 0)
 	require.NoError(t, err)
 	t.Logf("killed after moving %d of %d; %d still scheduled", movedByChild, n, len(left))

@@ -7,7 +7,10 @@
 //	make test-faults
 //	# = scripts/with-redis.sh go test -race -count=1 -tags faults ./faults/
 //
-// The faults: a consumer process killed with SIGKILL mid-batch (crash), the
+// The faults: a consumer process killed with SIGKILL mid-batch (crash; the
+// SIGKILL tests start their child processes with one harness, startChild in
+// child_test.go: a router worker killed between handle and ack with and
+// without router.WithDedup, the photo pipeline's worker, the delay mover), the
 // Redis server shut down and restarted under load (restart, on a redis-server
 // of its own with an append-only file), every connection cut and stalled
 // through internal/faultproxy (cut), hand-written garbage entries (poison), and

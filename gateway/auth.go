@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"cmp"
+	"context"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -10,12 +12,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/MicahParks/jwkset"
+	"github.com/MicahParks/keyfunc/v3"
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/time/rate"
 )
 
 const (
@@ -41,10 +47,78 @@ const (
 
 	// maxTokenLen bounds the work spent on one presented token.
 	maxTokenLen = 16 << 10
+
+	// DefaultJWKSRefreshInterval is how often the JWKS is fetched again
+	// when JWKSConfig.RefreshInterval is 0.
+	DefaultJWKSRefreshInterval = time.Hour
+	// DefaultJWKSUnknownKIDInterval is the least time between two fetches
+	// of the JWKS caused by tokens whose kid it does not hold, when
+	// JWKSConfig.UnknownKIDInterval is 0.
+	DefaultJWKSUnknownKIDInterval = time.Minute
+	// DefaultJWKSTimeout bounds one fetch of the JWKS when
+	// JWKSConfig.Timeout is 0.
+	DefaultJWKSTimeout = 10 * time.Second
 )
 
-// AuthConfig configures an [Authenticator]. At least one of HMACSecret and
-// RSAPublicKey must be set; the algorithms accepted follow from which are.
+// JWKSAlgorithms are the JWS algorithms verified with the keys of a
+// [JWKSConfig] key set: RSA (PKCS #1 v1.5 and PSS) and ECDSA. HS256 is never
+// among them: it is verified with AuthConfig.HMACSecret only, so a key of
+// the set is never used as an HMAC secret.
+var JWKSAlgorithms = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512"}
+
+// JWKSConfig points an [Authenticator] at a JSON Web Key Set (RFC 7517),
+// such as an identity provider's jwks_uri, so that keys can be rotated
+// without restarting the gateway. The set is fetched by
+// github.com/MicahParks/keyfunc/v3 (on github.com/MicahParks/jwkset): once
+// by NewAuthenticator, then every RefreshInterval, and at once when a token
+// names a kid the set does not hold (at most once per UnknownKIDInterval).
+// Every fetch replaces the keys held, so a key removed from the set stops
+// verifying tokens after the next fetch.
+type JWKSConfig struct {
+	// URL is the http or https URL of the key set. Empty means no JWKS.
+	URL string
+	// RefreshInterval is how often the set is fetched again. Default
+	// DefaultJWKSRefreshInterval (1h).
+	RefreshInterval time.Duration
+	// UnknownKIDInterval is the least time between two fetches caused by
+	// tokens whose kid the set does not hold (a new key after a rotation).
+	// A token with a kid still unknown that arrives sooner is refused
+	// without a fetch (when the next permitted fetch is less than Timeout
+	// away, it waits for it), so unknown kids cannot make the gateway
+	// hammer the identity provider. Default DefaultJWKSUnknownKIDInterval
+	// (1m).
+	UnknownKIDInterval time.Duration
+	// Timeout bounds one fetch. Default DefaultJWKSTimeout (10s).
+	Timeout time.Duration
+	// Client fetches the set. Default http.DefaultClient (bounded by
+	// Timeout).
+	Client *http.Client
+	// OnRefreshError, if set, is told every fetch that failed (the keys
+	// held before it are kept). A failed first fetch does not fail
+	// NewAuthenticator: tokens are refused until a fetch succeeds. The
+	// gateway logs these errors when this is nil.
+	OnRefreshError func(err error)
+}
+
+func (c JWKSConfig) validate() []error {
+	if c.URL == "" {
+		return nil
+	}
+	var errs []error
+	if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("gateway: AuthConfig: JWKS.URL %q is not an http or https URL", c.URL))
+	}
+	for name, d := range map[string]time.Duration{"RefreshInterval": c.RefreshInterval, "UnknownKIDInterval": c.UnknownKIDInterval, "Timeout": c.Timeout} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("gateway: AuthConfig: JWKS.%s is %s: must be 0 (the default) or more", name, d))
+		}
+	}
+	return errs
+}
+
+// AuthConfig configures an [Authenticator]. At least one of HMACSecret,
+// RSAPublicKey and JWKS.URL must be set; the algorithms accepted follow from
+// which are.
 type AuthConfig struct {
 	// HMACSecret, if set, makes HS256 tokens acceptable, verified with this
 	// secret. At least MinHMACSecretLen bytes. It is copied by
@@ -54,6 +128,13 @@ type AuthConfig struct {
 	// RSAPublicKey, if set, makes RS256 tokens acceptable, verified with this
 	// key. At least MinRSAKeyBits bits.
 	RSAPublicKey *rsa.PublicKey
+
+	// JWKS, if its URL is set, makes the [JWKSAlgorithms] acceptable,
+	// verified with the keys of that JSON Web Key Set, refreshed as keys
+	// rotate. RSA keys of the set must have at least MinRSAKeyBits bits.
+	// With both JWKS and RSAPublicKey, an RS256 token with a kid header is
+	// verified with the set and one without a kid with RSAPublicKey.
+	JWKS JWKSConfig
 
 	// Issuer, if set, must equal the token's iss claim. Empty means iss is
 	// not checked.
@@ -72,9 +153,10 @@ type AuthConfig struct {
 // [errors.Join]. It does not change the config.
 func (c AuthConfig) Validate() error {
 	var errs []error
-	if len(c.HMACSecret) == 0 && c.RSAPublicKey == nil {
-		errs = append(errs, errors.New("gateway: AuthConfig: no verification key: set HMACSecret (for HS256) or RSAPublicKey (for RS256), or both"))
+	if len(c.HMACSecret) == 0 && c.RSAPublicKey == nil && c.JWKS.URL == "" {
+		errs = append(errs, errors.New("gateway: AuthConfig: no verification key: set HMACSecret (for HS256), RSAPublicKey (for RS256) or JWKS.URL (for RS/PS/ES keys from a key set), or several"))
 	}
+	errs = append(errs, c.JWKS.validate()...)
 	if n := len(c.HMACSecret); n > 0 && n < MinHMACSecretLen {
 		errs = append(errs, fmt.Errorf("gateway: AuthConfig: HMACSecret is %d bytes: HS256 needs at least %d", n, MinHMACSecretLen))
 	}
@@ -118,12 +200,17 @@ func (p Principal) MayJoin(room string) bool {
 // and RS256 (when AuthConfig.RSAPublicKey is set) are accepted; "none" and any
 // other algorithm are rejected, and each algorithm is verified only with its
 // own key, so an HS256 token signed with the RSA public key (algorithm
-// confusion) fails.
+// confusion) fails. With AuthConfig.JWKS, the [JWKSAlgorithms] are accepted
+// too, verified with the key set's key named by the token's kid (or, for a
+// token without kid, with each key of the set in turn).
 //
-// An Authenticator is safe for concurrent use.
+// An Authenticator is safe for concurrent use. One with a JWKS refreshes it
+// in a goroutine until Close.
 type Authenticator struct {
 	hmacSecret []byte
 	rsaKey     *rsa.PublicKey
+	jwks       keyfunc.Keyfunc // nil without AuthConfig.JWKS.URL
+	stopJWKS   context.CancelFunc
 	methods    string // for error messages, e.g. "HS256, RS256"
 	issuer     string
 	audience   string
@@ -146,6 +233,16 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 		a.rsaKey = cfg.RSAPublicKey
 		methods = append(methods, jwt.SigningMethodRS256.Alg())
 	}
+	if cfg.JWKS.URL != "" {
+		if err := a.startJWKS(cfg.JWKS); err != nil {
+			return nil, err
+		}
+		for _, m := range JWKSAlgorithms {
+			if !slices.Contains(methods, m) {
+				methods = append(methods, m)
+			}
+		}
+	}
 	a.methods = strings.Join(methods, ", ")
 	opts := []jwt.ParserOption{
 		jwt.WithValidMethods(methods),
@@ -160,6 +257,50 @@ func NewAuthenticator(cfg AuthConfig) (*Authenticator, error) {
 	}
 	a.parser = jwt.NewParser(opts...)
 	return a, nil
+}
+
+// startJWKS starts the key set's keyfunc: it fetches the set once (a
+// failure goes to OnRefreshError and leaves the set empty) and starts the
+// refresh goroutine, stopped by Close.
+func (a *Authenticator) startJWKS(c JWKSConfig) error {
+	every := cmp.Or(c.RefreshInterval, DefaultJWKSRefreshInterval)
+	unknown := cmp.Or(c.UnknownKIDInterval, DefaultJWKSUnknownKIDInterval)
+	onErr := c.OnRefreshError
+	if onErr == nil {
+		onErr = func(error) {}
+	}
+	timeout := cmp.Or(c.Timeout, DefaultJWKSTimeout)
+	ctx, cancel := context.WithCancel(context.Background())
+	kf, err := keyfunc.NewDefaultOverrideCtx(ctx, []string{c.URL}, keyfunc.Override{
+		Client:      c.Client,
+		HTTPTimeout: timeout,
+		RefreshErrorHandlerFunc: func(string) func(context.Context, error) {
+			return func(_ context.Context, err error) { onErr(fmt.Errorf("gateway: fetch the JWKS: %w", err)) }
+		},
+		RefreshInterval:   every,
+		RefreshUnknownKID: rate.NewLimiter(rate.Every(unknown), 1),
+		// jwkset bounds both the wait for the limiter above and the fetch
+		// that follows with this one timeout, so it is the fetch's: a
+		// token with an unknown kid waits at most that long for a
+		// permitted fetch, and is refused at once when the next one is
+		// further away.
+		RateLimitWaitMax: timeout,
+	})
+	if err != nil {
+		cancel()
+		return fmt.Errorf("gateway: AuthConfig: JWKS: %w", err)
+	}
+	a.jwks, a.stopJWKS = kf, cancel
+	return nil
+}
+
+// Close stops the JWKS refresh goroutine, if any; the keys fetched last go
+// on verifying tokens. Safe to call more than once. [Gateway.Close] closes
+// the Authenticator that New built.
+func (a *Authenticator) Close() {
+	if a.stopJWKS != nil {
+		a.stopJWKS()
+	}
 }
 
 // Authenticate returns the principal of the request's token, read from
@@ -178,7 +319,7 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
-	return a.Verify(tok)
+	return a.VerifyContext(r.Context(), tok)
 }
 
 // Verify checks a token as Authenticate does and returns its principal.
@@ -186,10 +327,16 @@ func (a *Authenticator) Authenticate(r *http.Request) (Principal, error) {
 // acceptable; the error text never contains the token. `eventbus token
 // check` uses it.
 func (a *Authenticator) Verify(token string) (Principal, error) {
+	return a.VerifyContext(context.Background(), token)
+}
+
+// VerifyContext is Verify with a context that bounds the JWKS fetch a token
+// with an unknown kid may cause.
+func (a *Authenticator) VerifyContext(ctx context.Context, token string) (Principal, error) {
 	if len(token) > maxTokenLen {
 		return Principal{}, fmt.Errorf("%w: token is %d bytes: at most %d are accepted", ErrBadCredentials, len(token), maxTokenLen)
 	}
-	c, err := a.verify(token)
+	c, err := a.verify(ctx, token)
 	if err != nil {
 		return Principal{}, err
 	}
@@ -233,9 +380,9 @@ func (c *tokenClaims) mayPublish() bool {
 	return false
 }
 
-func (a *Authenticator) verify(tok string) (*tokenClaims, error) {
+func (a *Authenticator) verify(ctx context.Context, tok string) (*tokenClaims, error) {
 	c := &tokenClaims{}
-	if _, err := a.parser.ParseWithClaims(tok, c, a.key); err != nil {
+	if _, err := a.parser.ParseWithClaims(tok, c, a.keyFunc(ctx)); err != nil {
 		return nil, fmt.Errorf("%w: %s", ErrBadCredentials, a.reason(err, c, tok))
 	}
 	if c.Subject == "" {
@@ -244,21 +391,73 @@ func (a *Authenticator) verify(tok string) (*tokenClaims, error) {
 	return c, nil
 }
 
-// key returns the verification key for the token's algorithm: the HMAC
-// secret for HS256, the RSA key for RS256, and nothing for any other, so one
-// kind of key is never used to verify the other kind of signature.
-func (a *Authenticator) key(t *jwt.Token) (any, error) {
-	switch t.Method.Alg() {
-	case jwt.SigningMethodHS256.Alg():
-		if a.hmacSecret != nil {
-			return a.hmacSecret, nil
-		}
-	case jwt.SigningMethodRS256.Alg():
-		if a.rsaKey != nil {
+var (
+	// errJWKSKeyUnknown says the key set holds no key of the token's kid.
+	errJWKSKeyUnknown = errors.New("no key of this kid in the JWKS")
+	// errJWKSNoKeys says the key set holds no usable key for a token
+	// without kid.
+	errJWKSNoKeys = errors.New("no key for this algorithm in the JWKS")
+	// errJWKSKeyUnusable is any other failure to get the key of a kid:
+	// the JWK's alg is another, or a fetch for an unknown kid was not
+	// permitted yet (JWKSConfig.UnknownKIDInterval) or failed.
+	errJWKSKeyUnusable = errors.New("the JWKS key of this kid cannot be used")
+)
+
+// keyFunc returns the jwt.Keyfunc that gives the verification key for a
+// token's algorithm: the HMAC secret for HS256, the static RSA key for RS256
+// (unless a JWKS is configured and the token names a kid), a key of the JWKS
+// for the JWKSAlgorithms, and nothing for any other, so one kind of key is
+// never used to verify another kind of signature. ctx bounds a JWKS fetch
+// on an unknown kid.
+func (a *Authenticator) keyFunc(ctx context.Context) jwt.Keyfunc {
+	return func(t *jwt.Token) (any, error) {
+		alg := t.Method.Alg()
+		_, hasKID := t.Header[jwkset.HeaderKID]
+		switch {
+		case alg == jwt.SigningMethodHS256.Alg():
+			if a.hmacSecret != nil {
+				return a.hmacSecret, nil
+			}
+		case alg == jwt.SigningMethodRS256.Alg() && a.rsaKey != nil && (a.jwks == nil || !hasKID):
 			return a.rsaKey, nil
+		case a.jwks != nil && slices.Contains(JWKSAlgorithms, alg):
+			k, err := a.jwks.KeyfuncCtx(ctx)(t)
+			switch {
+			case errors.Is(err, jwkset.ErrKeyNotFound):
+				return nil, errJWKSKeyUnknown
+			case err == nil && !hasKID:
+				if set, ok := k.(jwt.VerificationKeySet); ok && len(set.Keys) == 0 {
+					return nil, errJWKSNoKeys
+				}
+			}
+			if err != nil {
+				return nil, errJWKSKeyUnusable
+			}
+			return strongKeys(k)
 		}
+		return nil, errors.New("no key for this algorithm")
 	}
-	return nil, errors.New("no key for this algorithm")
+}
+
+// strongKeys refuses the RSA keys of a key set below MinRSAKeyBits, as
+// Validate does for AuthConfig.RSAPublicKey; keyfunc does not check sizes.
+// k is one key (a token with a kid) or a jwt.VerificationKeySet (without).
+func strongKeys(k any) (any, error) {
+	weak := func(k any) bool {
+		rk, ok := k.(*rsa.PublicKey)
+		return ok && (rk.N == nil || rk.N.BitLen() < MinRSAKeyBits)
+	}
+	if set, ok := k.(jwt.VerificationKeySet); ok {
+		set.Keys = slices.DeleteFunc(slices.Clone(set.Keys), func(k jwt.VerificationKey) bool { return weak(k) })
+		if len(set.Keys) == 0 {
+			return nil, errJWKSNoKeys
+		}
+		return set, nil
+	}
+	if weak(k) {
+		return nil, fmt.Errorf("the JWKS key is an RSA key below %d bits", MinRSAKeyBits)
+	}
+	return k, nil
 }
 
 // reason turns a jwt error into a fixed message. The jwt library's own
@@ -272,6 +471,12 @@ func (a *Authenticator) reason(err error, c *tokenClaims, tok string) string {
 			return msg
 		}
 		return "token is malformed: want a JWS compact serialization (header.payload.signature) with a JSON payload"
+	case errors.Is(err, errJWKSKeyUnknown):
+		return "token is signed with a key (kid) the JWKS does not hold, even after fetching it again"
+	case errors.Is(err, errJWKSKeyUnusable):
+		return "token's key (kid) cannot be used from the JWKS: its alg is another, or it is not held and the JWKS was fetched again too recently (or the fetch failed)"
+	case errors.Is(err, errJWKSNoKeys):
+		return "token has no kid, and the JWKS holds no key for its algorithm"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 		return "token signature is invalid or its algorithm is not accepted (accepted: " + a.methods + ")"
 	case errors.Is(err, jwt.ErrTokenExpired):
@@ -421,13 +626,17 @@ func (ia *IngressAuth) Authenticate(r *http.Request) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
-	return ia.Verify(tok)
+	return ia.verify(r.Context(), tok)
 }
 
 // Verify checks a bearer token (an API key or a JWT) as Authenticate does
 // and returns its principal, or an error wrapping [ErrBadCredentials] or
 // [ErrForbidden].
 func (ia *IngressAuth) Verify(tok string) (Principal, error) {
+	return ia.verify(context.Background(), tok)
+}
+
+func (ia *IngressAuth) verify(ctx context.Context, tok string) (Principal, error) {
 	if len(tok) > maxTokenLen {
 		return Principal{}, fmt.Errorf("%w: token is %d bytes: at most %d are accepted", ErrBadCredentials, len(tok), maxTokenLen)
 	}
@@ -437,7 +646,7 @@ func (ia *IngressAuth) Verify(tok string) (Principal, error) {
 	if ia.jwt == nil {
 		return Principal{}, fmt.Errorf("%w: unknown API key", ErrBadCredentials)
 	}
-	c, err := ia.jwt.verify(tok)
+	c, err := ia.jwt.verify(ctx, tok)
 	if err != nil {
 		return Principal{}, err
 	}

@@ -54,6 +54,7 @@ func TestBrowserEventSource(t *testing.T) {
 	require.NoError(t, err)
 
 	e := newEnv(t, envOpts{})
+	e.check.Ignore("/") // the test's page, not part of the API
 	e.gw.Mount("GET /{$}", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		_, _ = w.Write(page)

@@ -1,6 +1,7 @@
 // Package gateway is the HTTP side of the event bus.
 //
-// A [Gateway] serves two endpoints (see docs/gateway.md):
+// A [Gateway] serves two endpoints (see docs/gateway.md), and its OpenAPI
+// 3.1 description at GET /openapi.json ([OpenAPI]):
 //
 //   - POST /v1/events — ingress. Services POST CloudEvents in structured
 //     mode (application/cloudevents+json), as a batch
@@ -9,11 +10,11 @@
 //     metadata = every attribute and extension, payload = data) published
 //     through the bus publisher. The answer is synchronous: 202 {"ids":[...]}
 //     once the events are in Redis, or 400/401/403/413/429/503 with an
-//     [ErrorBody], and then nothing was published. After the gateway's own
-//     checks, the request goes through a watermill-http Subscriber: one
-//     Watermill message per request, published when it is handled, and
-//     answered through its ack or nack. [NewIngressPublisher] is the other
-//     side: a watermill-http Publisher that posts messages to a gateway.
+//     [ErrorBody], and then nothing was published. The request is decoded,
+//     published and answered on its own goroutine. [NewIngressPublisher] is
+//     the other side: a watermill-http Publisher that posts messages to a
+//     gateway; [UnmarshalCloudEvent] is a watermill-http
+//     UnmarshalMessageFunc for a Subscriber of one's own.
 //   - GET /v1/stream — server-sent events to browsers. Every event addressed
 //     to a room, a user or everyone (bus.IsAddressed) is also in the bus's
 //     push stream; one reader per gateway process follows it with XREAD and
@@ -29,13 +30,11 @@
 // once, typically in its own goroutine; Close may be called from any
 // goroutine, any number of times, before or after Run.
 //
-// Each ingress request is handled on its own goroutine, which waits for
-// its message to be handled; each message of the ingress Subscriber is
-// handled (published) on a goroutine of its own, so requests publish
-// concurrently through the bus publisher (safe for concurrent use) and a
-// slow publish holds up no other request. Close refuses new ingress
-// requests (503), waits for those being published, then closes the
-// Subscriber.
+// Each ingress request is decoded and published on its own goroutine
+// (net/http's), so requests publish concurrently through the bus publisher
+// (safe for concurrent use) and a slow publish holds up no other request.
+// Close refuses new ingress requests (503) and waits for those being
+// published.
 //
 // Each stream runs on its request's goroutine, which alone writes its
 // response. The push-stream reader runs on Run's goroutine, renders each

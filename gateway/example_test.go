@@ -1,12 +1,20 @@
 package gateway_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
+	"time"
 
+	"github.com/MicahParks/jwkset"
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/shared-infra/eventbus/gateway"
 )
@@ -70,4 +78,42 @@ func ExampleNewIngressPublisher() {
 	if err := pub.Publish("invoice.paid", msg); err != nil {
 		fmt.Println("not published:", err)
 	}
+}
+
+// ExampleJWKSConfig verifies ES256 tokens with the keys of an identity
+// provider's JWKS (here a test server holding one key). The docs'
+// "Keys from a JWKS" section shows the same configuration.
+func ExampleJWKSConfig() {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	jwk, _ := jwkset.NewJWKFromKey(&key.PublicKey, jwkset.JWKOptions{
+		Metadata: jwkset.JWKMetadataOptions{KID: "2026-12", ALG: jwkset.AlgES256},
+	})
+	set, _ := json.Marshal(jwkset.JWKSMarshal{Keys: []jwkset.JWKMarshal{jwk.Marshal()}})
+	idp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write(set) }))
+	defer idp.Close()
+	jwksURL := idp.URL // e.g. https://idp.example.com/.well-known/jwks.json
+
+	auth, err := gateway.NewAuthenticator(gateway.AuthConfig{
+		JWKS: gateway.JWKSConfig{
+			URL:             jwksURL,
+			RefreshInterval: time.Hour, // and at once on an unknown kid
+			OnRefreshError:  func(err error) { fmt.Println(err) },
+		},
+		Issuer: "https://idp.example.com",
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer auth.Close() // stops the refreshes (Gateway.Close does it for gateway.New's)
+
+	tok := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{
+		"sub": "alice", "rooms": []string{"lobby"}, "iss": "https://idp.example.com",
+		"exp": time.Now().Add(time.Hour).Unix(),
+	})
+	tok.Header["kid"] = "2026-12"
+	signed, _ := tok.SignedString(key)
+	p, err := auth.Verify(signed)
+	fmt.Println(p.User, p.Rooms, err)
+	// Output:
+	// alice [lobby] <nil>
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/gateway"
+	"github.com/shared-infra/eventbus/internal/openapicheck"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
@@ -36,6 +37,8 @@ type env struct {
 	gw  *gateway.Gateway
 	srv *httptest.Server
 	rdb redis.UniversalClient
+	// check validates the traffic through srv (nil when the test opted out).
+	check *openapicheck.Checker
 
 	paused bool // dial does not start reading
 }
@@ -46,6 +49,11 @@ type envOpts struct {
 	noRun  bool
 	client redis.UniversalClient   // the bus's client; default the test Redis
 	logger watermill.LoggerAdapter // the gateway's; default none
+	// uncheckedBecause, when set, says why this test's traffic is not
+	// validated against the OpenAPI document (it mounts handlers of its own
+	// that the document does not describe). By default every request and
+	// response through srv is validated (internal/openapicheck).
+	uncheckedBecause string
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -75,7 +83,13 @@ func newEnv(t *testing.T, o envOpts) *env {
 	}
 	g, err := gateway.New(b, gc, o.logger)
 	require.NoError(t, err)
-	srv := httptest.NewServer(g.Handler())
+	var h http.Handler = g.Handler()
+	var check *openapicheck.Checker
+	if o.uncheckedBecause == "" {
+		check = openapicheck.New(t, gateway.OpenAPI())
+		h = check.Handler(h)
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { _ = g.Close() }) // runs before srv.Close: streams end first
 	if !o.noRun {
@@ -99,7 +113,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 			t.Fatal("gateway did not start running")
 		}
 	}
-	return &env{t: t, bus: b, gw: g, srv: srv, rdb: rdb}
+	return &env{t: t, bus: b, gw: g, srv: srv, rdb: rdb, check: check}
 }
 
 // token signs a browser JWT for sub with the given rooms.

@@ -42,10 +42,20 @@ type hub struct {
 	pos   atomic.Pointer[streamID] // every event up to pos has been dispatched
 	reads readClock                // when the last read of the stream completed
 
-	mu         sync.RWMutex
-	clients    map[*Client]*sendQueue // guarded by mu
-	startedRun bool                   // guarded by mu
-	closed     bool                   // guarded by mu: no more clients are added
+	mu      sync.RWMutex
+	clients map[*Client]*sendQueue // guarded by mu
+	// byUser and byRoom index clients by the addressing Client.Wants
+	// matches (a stream's user and rooms are fixed when it opens), so a
+	// batch without a broadcast is offered only to the streams of its
+	// users and rooms instead of to every stream: the per-stream filter
+	// would otherwise cost streams × entries (docs/scale.md, design B).
+	byUser map[string]map[*Client]struct{} // guarded by mu
+	byRoom map[string]map[*Client]struct{} // guarded by mu
+	// targets is dispatch's scratch set; only the reader goroutine
+	// calls dispatch.
+	targets    map[*Client]struct{}
+	startedRun bool // guarded by mu
+	closed     bool // guarded by mu: no more clients are added
 
 	running   chan struct{} // closed once run knows its starting position
 	done      chan struct{} // closed when run returns
@@ -61,6 +71,9 @@ func newHub(client redis.UniversalClient, key string, block time.Duration, clien
 		count:   int64(max(1, min(hubReadCount, clientBuffer))),
 		logger:  logger,
 		clients: make(map[*Client]*sendQueue),
+		byUser:  make(map[string]map[*Client]struct{}),
+		byRoom:  make(map[string]map[*Client]struct{}),
+		targets: make(map[*Client]struct{}),
 		running: make(chan struct{}),
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
@@ -213,22 +226,57 @@ func (h *hub) loop(ctx context.Context) error {
 
 // dispatch queues the frames of batch, in order, for every client that
 // wants them: one lock and one wake-up per client and batch. A client
-// whose queue would overflow is closed with ErrSlowClient.
+// whose queue would overflow is closed with ErrSlowClient. A batch with a
+// broadcast goes to every client (each wants it); any other batch only to
+// the clients its users and rooms index.
 func (h *hub) dispatch(batch []pushFrame) {
 	if len(batch) == 0 {
 		return
 	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	for c, q := range h.clients {
-		select {
-		case <-c.done:
-			continue // its stream is ending
-		default:
+	broadcast := false
+	for i := range batch {
+		if batch[i].broadcast {
+			broadcast = true
+			break
 		}
-		if !q.push(c, batch) {
-			c.overflow()
+	}
+	if broadcast {
+		for c, q := range h.clients {
+			h.offer(c, q, batch)
 		}
+		return
+	}
+	for i := range batch {
+		e := &batch[i]
+		if e.user != "" {
+			for c := range h.byUser[e.user] {
+				h.targets[c] = struct{}{}
+			}
+		}
+		if e.room != "" {
+			for c := range h.byRoom[e.room] {
+				h.targets[c] = struct{}{}
+			}
+		}
+	}
+	for c := range h.targets {
+		h.offer(c, h.clients[c], batch)
+	}
+	clear(h.targets)
+}
+
+// offer queues what c wants of batch on q (sendQueue.push filters with
+// Client.Wants), unless c's stream is ending.
+func (h *hub) offer(c *Client, q *sendQueue, batch []pushFrame) {
+	select {
+	case <-c.done:
+		return // its stream is ending
+	default:
+	}
+	if !q.push(c, batch) {
+		c.overflow()
 	}
 }
 
@@ -266,13 +314,45 @@ func (h *hub) add(c *Client, q *sendQueue) bool {
 		return false
 	}
 	h.clients[c] = q
+	if u := c.principal.User; u != "" {
+		index(h.byUser, u, c)
+	}
+	for _, r := range c.roomList {
+		index(h.byRoom, r, c)
+	}
 	return true
 }
 
 func (h *hub) remove(c *Client) {
 	h.mu.Lock()
+	defer h.mu.Unlock()
+	if _, ok := h.clients[c]; !ok {
+		return
+	}
 	delete(h.clients, c)
-	h.mu.Unlock()
+	if u := c.principal.User; u != "" {
+		unindex(h.byUser, u, c)
+	}
+	for _, r := range c.roomList {
+		unindex(h.byRoom, r, c)
+	}
+}
+
+func index(m map[string]map[*Client]struct{}, key string, c *Client) {
+	set := m[key]
+	if set == nil {
+		set = make(map[*Client]struct{})
+		m[key] = set
+	}
+	set[c] = struct{}{}
+}
+
+func unindex(m map[string]map[*Client]struct{}, key string, c *Client) {
+	set := m[key]
+	delete(set, c)
+	if len(set) == 0 {
+		delete(m, key)
+	}
 }
 
 func (h *hub) closeAll(reason error) {

@@ -190,8 +190,10 @@ func parseError(err error) *FieldError {
 
 // serveEvents is POST /v1/events. See docs/gateway.md. It answers what
 // the gateway decides before any decoding (401/403, 429, 413 on the body
-// size, 503 while closing), reads the body, and hands the request to the
-// watermill-http Subscriber's route (transport.go), which answers the rest.
+// size, 503 while closing), reads the body, decodes and checks its events
+// (readEvents), publishes them and answers with their ids or the failure,
+// all on the request's goroutine (gate.go says why no Subscriber sits in
+// between).
 func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	p, err := g.ingress.Authenticate(r)
 	if err != nil {
@@ -220,12 +222,26 @@ func (g *Gateway) serveEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 
-	if !g.transport.enter() {
+	if !g.gate.enter() {
 		w.Header().Set("Retry-After", "1")
 		writeError(w, http.StatusServiceUnavailable, "", "the gateway is shutting down: retry later; nothing was published")
 		return
 	}
-	g.transport.serve(w, r, &ingressCall{body: body})
+	defer g.gate.leave()
+	msgs, status, fe := g.readEvents(r, body)
+	if fe != nil {
+		(&answer{status: status, field: fe.Field, message: fe.Err.Error() + "; nothing was published"}).write(w)
+		return
+	}
+	if done, err := g.publish(msgs); err != nil {
+		g.publishFailure(err, done, len(msgs)).write(w)
+		return
+	}
+	ids := make([]string, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.UUID
+	}
+	writeAccepted(w, ids)
 }
 
 // readEvents decodes the body into messages, every one checked against

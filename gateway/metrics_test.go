@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
@@ -17,6 +18,9 @@ import (
 	"github.com/shared-infra/eventbus/gateway"
 	"github.com/shared-infra/eventbus/internal/faultproxy"
 	"github.com/shared-infra/eventbus/internal/redistest"
+	"github.com/shared-infra/eventbus/internal/routertest"
+	"github.com/shared-infra/eventbus/observe"
+	"github.com/shared-infra/eventbus/router"
 )
 
 // metric returns the value of the series name{labels} in reg, or -1.
@@ -141,4 +145,46 @@ func TestGatewayReadyStuckReader(t *testing.T) {
 
 	require.NoError(t, e.gw.Close())
 	assert.ErrorIs(t, e.gw.Ready(), gateway.ErrNotReady, "a closed gateway is not ready")
+}
+
+// TestMetricsNameTheHandlerHandlerName: the gateway's metrics, the bus's
+// (observe) and Watermill's on one registry, as `eventbus serve` and a
+// worker share one, after an event went from ingress to a handler: no
+// label is named "handler"; the handler's series carry handler_name.
+func TestMetricsNameTheHandlerHandlerName(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	e := newEnv(t, envOpts{gw: func(c *gateway.Config) { c.Registerer = reg }})
+	r, err := router.New(e.bus, routertest.FastConfig(), nil)
+	require.NoError(t, err)
+	obs, err := observe.New(r, observe.Config{Registerer: reg}, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = obs.Close() })
+	require.NoError(t, r.AddHandler("thumbnails", "label.job", func(context.Context, *message.Message) error { return nil }))
+	routertest.Start(t, r)
+
+	resp, body := e.post("application/cloudevents+json",
+		`{"specversion":"1.0","id":"lbl-1","source":"test","type":"label.job","data":{}}`, nil)
+	require.Equal(t, http.StatusAccepted, resp.StatusCode, string(body))
+	require.Eventually(t, func() bool { return r.Stats()["thumbnails"].Acked == 1 }, 20*time.Second, 10*time.Millisecond)
+
+	fams, err := reg.Gather()
+	require.NoError(t, err)
+	labelled := map[string]bool{}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, lp := range m.GetLabel() {
+				assert.NotEqual(t, "handler", lp.GetName(), "%s has a label named handler: use handler_name", f.GetName())
+				if lp.GetName() == "handler_name" && lp.GetValue() == "thumbnails" {
+					labelled[f.GetName()] = true
+				}
+			}
+		}
+	}
+	for _, name := range []string{
+		"eventbus_handler_received_total", "eventbus_handler_processing_seconds",
+		"eventbus_watermill_handler_execution_time_seconds", "eventbus_watermill_subscriber_messages_received_total",
+	} {
+		assert.True(t, labelled[name], "%s{handler_name=\"thumbnails\"} missing", name)
+	}
+	assert.Positive(t, metric(t, reg, "eventbus_gateway_ingress_requests_total", map[string]string{"status": "202"}), "the gateway's metrics are on the registry too")
 }

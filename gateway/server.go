@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -53,7 +54,9 @@ type Config struct {
 
 	// Auth verifies the JWTs of browsers on the stream endpoint (Bearer
 	// header, or the access_token query parameter that EventSource needs).
-	// Required: at least one of HMACSecret and RSAPublicKey.
+	// Required: at least one of HMACSecret, RSAPublicKey and JWKS.URL. With
+	// a JWKS, New fetches the key set once (see JWKSConfig) and Close stops
+	// its refreshes.
 	Auth AuthConfig
 
 	// Ingress says which credentials may POST events: API keys, and/or JWTs
@@ -279,21 +282,22 @@ type Gateway struct {
 	hub     *hub
 	metrics *metrics // nil without Config.Registerer
 
-	// transport is the ingress route: a watermill-http Subscriber and the
-	// goroutines that publish its messages (transport.go).
-	transport *ingressTransport
+	// gate admits ingress requests and lets Close wait for them (gate.go).
+	gate ingressGate
 
 	mux     *http.ServeMux
 	handler http.Handler
+
+	routesMu sync.Mutex
+	routes   []string // the patterns registered on mux, in order
 }
 
 // New validates cfg and returns a Gateway publishing through and streaming
 // from b. It does not contact Redis. Call Run (or ListenAndServe) to start
 // the push-stream reader; the stream endpoint answers 503 until it runs.
-// Ingress needs no Run: the first ingress request starts the goroutine that
-// handles the ingress Subscriber's messages, and Close stops it. The gateway
-// never closes b. A nil logger logs nothing; the logger is also the ingress
-// Subscriber's (watermill-http logs each refused request at Info level).
+// Ingress needs no Run: each request is decoded and published on its own
+// goroutine (net/http's), and Close waits for those in flight. The gateway
+// never closes b. A nil logger logs nothing.
 func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, error) {
 	if b == nil {
 		return nil, errors.New("gateway: New: the bus is nil")
@@ -305,10 +309,23 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 	if logger == nil {
 		logger = watermill.NopLogger{}
 	}
-	auth, err := NewAuthenticator(cfg.Auth)
+	glog := logger.With(watermill.LogFields{"component": "gateway"})
+	authCfg := cfg.Auth
+	if authCfg.JWKS.URL != "" && authCfg.JWKS.OnRefreshError == nil {
+		authCfg.JWKS.OnRefreshError = func(err error) {
+			glog.Error("JWKS fetch failed; the keys fetched before are kept", err, watermill.LogFields{"url": authCfg.JWKS.URL})
+		}
+	}
+	auth, err := NewAuthenticator(authCfg)
 	if err != nil {
 		return nil, err
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			auth.Close()
+		}
+	}()
 	ingCfg := cfg.Ingress
 	if ingCfg.JWT == nil && cfg.IngressJWT {
 		ingCfg.JWT = auth
@@ -320,7 +337,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 	g := &Gateway{
 		bus:     b,
 		cfg:     cfg,
-		logger:  logger.With(watermill.LogFields{"component": "gateway"}),
+		logger:  glog,
 		auth:    auth,
 		ingress: ingress,
 		mux:     http.NewServeMux(),
@@ -335,16 +352,14 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 		}
 	}
 	g.hub = newHub(b.Client(), b.Config().PushKey(), cfg.ReadBlock, cfg.ClientBuffer, g.logger)
-	g.transport, err = newIngressTransport(g.unmarshalRequest, g.handleIngress, g.logger)
-	if err != nil {
-		return nil, err
-	}
 	if g.metrics, err = newMetrics(cfg.Registerer, g); err != nil {
 		return nil, err
 	}
-	g.mux.HandleFunc("POST "+EventsPath, g.metrics.countIngress(g.serveEvents))
-	g.mux.HandleFunc("GET "+StreamPath, g.serveStream)
+	g.handle("POST "+EventsPath, g.metrics.countIngress(g.serveEvents))
+	g.handle("GET "+StreamPath, http.HandlerFunc(g.serveStream))
+	g.handle("GET "+OpenAPIPath, http.HandlerFunc(serveOpenAPI))
 	g.handler = CORS(cfg.AllowedOrigins, g.mux)
+	ok = true
 	return g, nil
 }
 
@@ -352,7 +367,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 func (g *Gateway) Config() Config { return g.cfg }
 
 // Handler returns the gateway's HTTP handler: POST /v1/events,
-// GET /v1/stream and whatever was mounted with Mount, behind CORS (see
+// GET /v1/stream, GET /openapi.json and whatever was mounted with Mount, behind CORS (see
 // [CORS] and Config.AllowedOrigins). It is safe for concurrent use.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
@@ -363,7 +378,24 @@ func (g *Gateway) Handler() http.Handler { return g.handler }
 // are served behind the same CORS policy and get no authentication from the
 // gateway: they bring their own.
 func (g *Gateway) Mount(pattern string, h http.Handler) {
+	g.handle(pattern, h)
+}
+
+func (g *Gateway) handle(pattern string, h http.Handler) {
+	g.routesMu.Lock()
+	defer g.routesMu.Unlock()
 	g.mux.Handle(pattern, h)
+	g.routes = append(g.routes, pattern)
+}
+
+// Routes returns the patterns registered on the gateway's mux, in the order
+// they were registered: "POST /v1/events", "GET /v1/stream",
+// "GET /openapi.json", then those of Mount. Each is in the OpenAPI document
+// (see [OpenAPI]); eventbus serve logs them as its endpoints.
+func (g *Gateway) Routes() []string {
+	g.routesMu.Lock()
+	defer g.routesMu.Unlock()
+	return slices.Clone(g.routes)
 }
 
 // Clients returns how many browser streams are open.
@@ -388,12 +420,13 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 // Close stops the push-stream reader and closes every open stream (their
 // browsers reconnect elsewhere and resume), and stops ingress: from then on
-// POST /v1/events answers 503, the requests already being published are
-// answered, and then the ingress Subscriber is closed. It waits for the
+// POST /v1/events answers 503 and the requests already being published are
+// answered. It waits for the
 // reader and for those requests for up to Config.CloseTimeout each. It never
 // closes the bus. Safe to call more than once.
 func (g *Gateway) Close() error {
-	return errors.Join(g.hub.close(g.cfg.CloseTimeout), g.transport.close(g.cfg.CloseTimeout))
+	g.auth.Close()
+	return errors.Join(g.hub.close(g.cfg.CloseTimeout), g.gate.close(g.cfg.CloseTimeout))
 }
 
 // ListenAndServe serves Handler on Config.ListenAddr and runs the

@@ -20,6 +20,57 @@ var ErrFiltered = errors.New("filtered out")
 type Stats struct {
 	mu       sync.RWMutex
 	handlers map[string]*handlerCounters
+
+	// hooks are the OnProcessed functions, replaced whole (copy on write)
+	// so that a delivery reads them without a lock.
+	hookMu sync.Mutex
+	hooks  atomic.Pointer[[]*processedHook]
+}
+
+type processedHook struct {
+	fn func(handler string, d time.Duration)
+}
+
+// OnProcessed adds fn, called after each delivery Middleware counts with
+// the handler's name and the delivery's processing time (receipt to ack or
+// nack, retries included: the time Processing summarizes). It is how that
+// time reaches a Prometheus histogram (observe does this). fn runs on the
+// delivery's goroutine, so it must be quick and safe for concurrent use.
+// Call the returned function to remove fn; it is safe to call more than
+// once.
+func (s *Stats) OnProcessed(fn func(handler string, d time.Duration)) (remove func()) {
+	s.hookMu.Lock()
+	defer s.hookMu.Unlock()
+	h := &processedHook{fn: fn}
+	var hooks []*processedHook
+	if old := s.hooks.Load(); old != nil {
+		hooks = append(hooks, *old...)
+	}
+	hooks = append(hooks, h)
+	s.hooks.Store(&hooks)
+	return func() {
+		s.hookMu.Lock()
+		defer s.hookMu.Unlock()
+		old := s.hooks.Load()
+		if old == nil {
+			return
+		}
+		kept := make([]*processedHook, 0, len(*old))
+		for _, o := range *old {
+			if o != h {
+				kept = append(kept, o)
+			}
+		}
+		s.hooks.Store(&kept)
+	}
+}
+
+func (s *Stats) processed(handler string, d time.Duration) {
+	if hooks := s.hooks.Load(); hooks != nil {
+		for _, h := range *hooks {
+			h.fn(handler, d)
+		}
+	}
 }
 
 // NewStats returns an empty collector.
@@ -103,7 +154,9 @@ func (s *Stats) Middleware(handler string) message.HandlerMiddleware {
 			c.inFlight.Add(1)
 			start := time.Now()
 			out, err := h(msg)
-			c.observe(time.Since(start))
+			d := time.Since(start)
+			c.observe(d)
+			s.processed(handler, d)
 			c.inFlight.Add(-1)
 			if err != nil {
 				c.nacked.Add(1)

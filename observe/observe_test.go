@@ -389,3 +389,30 @@ func TestPublisherCountsPerTopic(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, map[string]observe.TopicStats{"obs.x": {Published: 4}, "obs.y": {Failed: 1}, "obs.z": {Failed: 1}, observe.InvalidTopic: {Failed: 1}}, s.Topics)
 }
+
+// Events the publisher drops as duplicates are counted per topic in /stats
+// (topics.<type>.duplicates) and as eventbus_publish_duplicates_total.
+func TestPublisherDuplicatesInStatsAndMetrics(t *testing.T) {
+	b := newBus(t)
+	r, err := router.New(b, fastConfig(), nil)
+	require.NoError(t, err)
+	_, _, srv := newObserver(t, r, observe.Config{}, nil)
+	ev := func(id string) *message.Message { return message.NewMessage(id, []byte(`{}`)) }
+	require.NoError(t, b.Publisher().Publish("obs.dup", ev("a"), ev("b")))
+	require.NoError(t, b.Publisher().Publish("obs.dup", ev("a")))          // retried with the same id
+	require.NoError(t, r.Publisher().Publish("obs.dup", ev("a"), ev("c"))) // the same publisher
+	require.NoError(t, b.Publisher().Publish("obs.other", ev("a")))        // another stream: not a duplicate
+
+	s := getStats(t, srv)
+	assert.Equal(t, map[string]observe.TopicStats{"obs.dup": {Published: 5, Duplicates: 2}, "obs.other": {Published: 1}}, s.Topics)
+	_, body := get(t, srv, observe.PathStats)
+	assert.Contains(t, string(body), `"duplicates":2`)
+
+	m := scrape(t, srv)
+	for topic, want := range map[string]float64{"obs.dup": 2, "obs.other": 0} {
+		got, ok := value(m, "eventbus_publish_duplicates_total", "topic", topic)
+		if assert.True(t, ok, "eventbus_publish_duplicates_total{topic=%s} missing", topic) {
+			assert.Equal(t, want, got, topic)
+		}
+	}
+}

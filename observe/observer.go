@@ -31,6 +31,7 @@ type Observer struct {
 	window    *errorWindow
 	state     *routerState
 	collector *collector
+	unhook    func() // removes the collector's OnProcessed hook
 	redact    func(string) string
 
 	losses        lossTracker  // for Config.LossDegradedFor
@@ -78,6 +79,10 @@ func New(r *router.Router, cfg Config, logger watermill.LoggerAdapter) (*Observe
 			}
 			return nil, fmt.Errorf("register eventbus metrics: %w", err)
 		}
+		hist := o.collector.processing
+		o.unhook = r.StatsCollector().OnProcessed(func(handler string, d time.Duration) {
+			hist.WithLabelValues(handler).Observe(d.Seconds())
+		})
 		metrics.NewPrometheusMetricsBuilder(cfg.Registerer, MetricsNamespace, WatermillSubsystem).AddPrometheusRouterMetrics(wm)
 	}
 	o.window.add(o.start, r.Stats())
@@ -109,6 +114,7 @@ func (o *Observer) Close() error {
 		close(o.closing)
 		o.wg.Wait()
 		if o.collector != nil {
+			o.unhook()
 			o.cfg.Registerer.Unregister(o.collector)
 		}
 	})

@@ -254,10 +254,11 @@ func (h *gatewayHarness) tokens() []string {
 
 // TestBrowserClient runs the package's BrowserClient (its ESM build, as a
 // page loads it) in headless Chromium against the real gateway: typed and
-// pattern handlers, data_base64, the user's and the room's events only; a
-// gateway restart after the first token expired (getToken gives a new one,
-// Last-Event-ID resumes: nothing lost, nothing repeated); a restart after
-// the push stream was trimmed past the browser's position (onGap); close.
+// pattern handlers, data_base64, the user's and the room's events only; the
+// gateway ending the stream when the first token expires (getToken gives a
+// new one, Last-Event-ID resumes); a gateway restart (nothing lost, nothing
+// repeated); a restart after the push stream was trimmed past the browser's
+// position (onGap); close.
 func TestBrowserClient(t *testing.T) {
 	if _, err := os.Stat("dist/esm/browser.js"); err != nil {
 		t.Fatalf("the TypeScript client is not built: run `make ts-build`: %v", err)
@@ -311,27 +312,38 @@ func TestBrowserClient(t *testing.T) {
 	assert.Equal(t, 1, s.Events[0].N)
 	assert.Equal(t, "user.notified", s.Events[1].Type)
 
-	// Restart 1, once the first token has expired: a reconnect with it would
-	// be refused for good; getToken must give the new one.
+	// The first token expires: the gateway ends the stream (ErrTokenExpired),
+	// and a reconnect with that token would be refused for good, so getToken
+	// must give the new one. (The test waits for that reconnect before it
+	// restarts the gateway: a restart racing it would make the number of
+	// connects depend on timing.)
 	first := h.tokens()[0]
 	require.Eventually(t, func() bool { return streamStatus(t, h.addr, first) == http.StatusUnauthorized },
 		firstTTL+5*time.Second, 100*time.Millisecond, "the first token never expired")
-	h.stop()
-	want = append(want, publish("chat.message", 7, bus.WithRoom("lobby"))) // while the gateway is down
-	publish("user.notified", 8, bus.WithUser("bob"))
-	want = append(want, publish("user.notified", 9, bus.WithUser("alice")))
-	h.start()
-	s = d.wait("state.opens === 2 && state.events.length >= 5")
-	want = append(want, publish("chat.message", 10, bus.WithRoom("lobby"))) // live after the resume
-	s = d.wait("state.events.length >= 6")
-	require.Equal(t, want, eventIDs(s), "after the restart: every event once, in order")
-	assert.Empty(t, s.Gaps)
+	s = d.wait("state.opens === 2")
+	require.Equal(t, want, eventIDs(s), "after the reconnect with a fresh token: nothing repeated")
 	reqs := h.streamRequests()
 	require.Len(t, reqs, 2, "one stream request per connect: %+v", reqs)
 	assert.Empty(t, reqs[0].lastEventID)
 	assert.NotEmpty(t, reqs[1].lastEventID, "the reconnect resumes with Last-Event-ID")
 	assert.NotEqual(t, first, reqs[1].token, "the reconnect used a fresh token from getToken")
 	assert.GreaterOrEqual(t, s.Tokens, 2)
+
+	// Restart 1: what is published while the gateway is down arrives once, in order.
+	h.stop()
+	want = append(want, publish("chat.message", 7, bus.WithRoom("lobby"))) // while the gateway is down
+	publish("user.notified", 8, bus.WithUser("bob"))
+	want = append(want, publish("user.notified", 9, bus.WithUser("alice")))
+	h.start()
+	s = d.wait("state.opens === 3 && state.events.length >= 5")
+	want = append(want, publish("chat.message", 10, bus.WithRoom("lobby"))) // live after the resume
+	s = d.wait("state.events.length >= 6")
+	require.Equal(t, want, eventIDs(s), "after the restart: every event once, in order")
+	assert.Empty(t, s.Gaps)
+	reqs = h.streamRequests()
+	require.Len(t, reqs, 3, "one stream request per connect: %+v", reqs)
+	assert.NotEmpty(t, reqs[2].lastEventID, "the reconnect after the restart resumes with Last-Event-ID")
+	assert.NotEqual(t, first, reqs[2].token)
 
 	// Restart 2 with entries trimmed past the browser's position: a gap.
 	h.stop()
@@ -341,9 +353,9 @@ func TestBrowserClient(t *testing.T) {
 	h.start()
 	s = d.wait("state.gaps.length >= 1 && state.events.length >= 7")
 	reqs = h.streamRequests()
-	require.Len(t, reqs, 3, "%+v", reqs)
+	require.Len(t, reqs, 4, "%+v", reqs)
 	require.Len(t, s.Gaps, 1)
-	assert.Equal(t, reqs[2].lastEventID, s.Gaps[0].LastEventID, "the gap starts where the browser was")
+	assert.Equal(t, reqs[3].lastEventID, s.Gaps[0].LastEventID, "the gap starts where the browser was")
 	assert.NotEmpty(t, s.Gaps[0].OldestID)
 	ids := eventIDs(s)
 	assert.Equal(t, kept, ids[len(ids)-1], "what is retained is replayed after the gap")
@@ -353,7 +365,7 @@ func TestBrowserClient(t *testing.T) {
 	// close: the stream ends and the client does not reconnect.
 	d.do(map[string]any{"cmd": "eval", "expr": "client.close()"})
 	require.Eventually(t, func() bool { return h.g.Clients() == 0 }, 10*time.Second, 20*time.Millisecond)
-	require.Len(t, h.streamRequests(), 3)
+	require.Len(t, h.streamRequests(), 4)
 }
 
 func eventIDs(s browserState) []string {

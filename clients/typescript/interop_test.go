@@ -292,3 +292,39 @@ func TestNodeSchedulesGoMoves(t *testing.T) {
 		t.Fatal("the moved event never reached the Go subscriber")
 	}
 }
+
+// A Go and a Node publisher drop each other's repeats: both run
+// bus/lua/dedup_xadd.lua with the keys of bus.Config.DedupKey, so an event id
+// written by one (and its push-stream copy) is not written again by the other
+// within the window, and each reports the earlier entry.
+func TestGoAndNodePublishersDedupeEachOther(t *testing.T) {
+	b, prefix := newBus(t)
+	ctx := context.Background()
+	key := b.Config().StreamKey("photo.uploaded")
+	attrs := `ATTRS={"room":"album-1"}`
+
+	msg := message.NewMessage("", []byte(`{"photoId":"p-1"}`))
+	msg.Metadata.Set(bus.AttrRoom, "album-1")
+	require.NoError(t, b.Publisher().Publish("photo.uploaded", msg))
+	entries, err := b.Client().XRange(ctx, key, "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, entries, 1)
+	out := strings.TrimSpace(node(t, "test/interop/publish.mjs", "PREFIX="+prefix, "TYPE=photo.uploaded", "ID="+msg.UUID, `DATA={"photoId":"p-1"}`, attrs))
+	assert.Equal(t, msg.UUID+" duplicate "+entries[0].ID, out, "Node drops the id Go wrote and reports Go's entry")
+
+	nodeID := strings.TrimSpace(node(t, "test/interop/publish.mjs", "PREFIX="+prefix, "TYPE=photo.uploaded", `DATA={"photoId":"p-2"}`, attrs))
+	again := message.NewMessage(nodeID, []byte(`{"photoId":"p-2"}`))
+	again.Metadata.Set(bus.AttrRoom, "album-1")
+	require.NoError(t, b.Publisher().Publish("photo.uploaded", again))
+	entries, err = b.Client().XRange(ctx, key, "-", "+").Result()
+	require.NoError(t, err)
+	require.Len(t, entries, 2, "one entry per id, whichever publisher wrote it")
+	earlier, dup := bus.IsDuplicate(again)
+	assert.True(t, dup, "Go drops the id Node wrote")
+	assert.Equal(t, entries[1].ID, earlier)
+	assert.Equal(t, nodeID, entries[1].Values[bus.AttrID])
+	assert.EqualValues(t, 1, b.Publisher().Duplicates())
+	n, err := b.Client().XLen(ctx, b.Config().PushKey()).Result()
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, n, "one push copy per id")
+}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/shared-infra/eventbus/bench"
+	"github.com/shared-infra/eventbus/internal/bench"
 )
 
 // benchOptions are the flags of bench.

@@ -128,7 +128,7 @@ func runPublish(ctx context.Context, g *globals, o publishOptions, args []string
 		return err
 	}
 	defer b.Close()
-	p := &publisher{ctx: ctx, g: g, pub: b.Publisher(), typ: typ, opts: o, out: g.io.out}
+	p := &publisher{ctx: ctx, g: g, pub: b.Publisher(), typ: typ, opts: o, out: g.io.out, window: b.Config().DedupWindow}
 	if !fromStdin {
 		return p.publish([]*message.Message{p.message(single)})
 	}
@@ -148,6 +148,8 @@ type publisher struct {
 	opts publishOptions
 	out  io.Writer
 	sent int
+	// window is the publisher's deduplication window (Config.DedupWindow).
+	window time.Duration
 }
 
 func (p *publisher) message(data []byte) *message.Message {
@@ -194,6 +196,12 @@ func (p *publisher) publish(msgs []*message.Message) error {
 	for _, m := range msgs {
 		buf.WriteString(m.UUID)
 		buf.WriteByte('\n')
+		if entry, dup := bus.IsDuplicate(m); dup {
+			// Never silent: the id is printed (the event is published), and
+			// stderr says it was not written again.
+			fmt.Fprintf(p.g.io.err, "eventbus: event %s is a duplicate: it was already written to %s as entry %s within the deduplication window (%s); not written again\n",
+				m.UUID, p.typ, entry, p.window)
+		}
 	}
 	p.sent += len(msgs)
 	if _, err := p.out.Write(buf.Bytes()); err != nil {

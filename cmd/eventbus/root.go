@@ -178,6 +178,7 @@ JSON).`,
 		newDemoCmd(g),
 		newOutboxCmd(g),
 		newTokenCmd(g),
+		newCatalogCmd(g),
 		newVersionCmd(g),
 	)
 	return root

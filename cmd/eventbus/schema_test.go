@@ -69,7 +69,7 @@ func TestSchemaInvalidEventIsRefusedOnEveryPath(t *testing.T) {
 		`{"specversion":"1.0","id":"`+watermill.NewUUID()+`","type":"order.placed","source":"shop","datacontenttype":"application/json","data":`+bad+`}`))
 	req.Header.Set("Content-Type", gateway.ContentTypeStructured)
 	req.Header.Set("Authorization", "Bearer "+apiKey)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := checkedClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

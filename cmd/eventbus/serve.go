@@ -42,6 +42,7 @@ type serveOptions struct {
 	jwtIssuer      string
 	jwtAudience    string
 	jwtLeeway      time.Duration
+	jwks           jwksOptions
 	apiKeysFile    string
 	ingressJWT     bool
 	allowedOrigins []string
@@ -68,10 +69,16 @@ func newServeCmd(g *globals) *cobra.Command {
   GET  /healthz /readyz /stats /metrics
                     liveness, readiness (Redis reachable), a stats snapshot
                     and Prometheus metrics (unless --health=false)
+  GET  /openapi.json
+                    the OpenAPI 3.1 description of these endpoints
 
 Browsers authenticate with a JWT (Authorization: Bearer, or ?access_token=
 for EventSource): an HS256 secret from $EVENTBUS_JWT_SECRET or
---jwt-secret-file, and/or an RS256 public key (--jwt-public-key). Services
+--jwt-secret-file, an RS256 public key (--jwt-public-key), and/or the
+RSA and EC keys of an identity provider's JSON Web Key Set (--jwks-url:
+RS256/384/512, PS256/384/512, ES256/384/512), fetched again every
+--jwks-refresh and when a token names a kid it does not hold (a rotated
+key), at most once per --jwks-unknown-kid-refresh. Services
 POST with an API key ($EVENTBUS_API_KEYS, comma-separated, or
 --api-keys-file, one per line) or, with --ingress-jwt, a JWT that grants
 "publish". Secrets are never taken on the command line, nor printed.
@@ -104,7 +111,10 @@ object per line (--log-format json). SIGINT/SIGTERM shut it down cleanly
     -d '{"specversion":"1.0","id":"e-1","source":"curl","type":"photo.uploaded","data":{"photoId":"p-42"}}'
 
   # RS256 tokens from an identity provider, accepted on ingress too
-  eventbus serve --jwt-public-key idp.pem --jwt-issuer https://idp.example.com --ingress-jwt`,
+  eventbus serve --jwt-public-key idp.pem --jwt-issuer https://idp.example.com --ingress-jwt
+
+  # keys from the provider's JWKS, followed as it rotates them
+  eventbus serve --jwks-url https://idp.example.com/.well-known/jwks.json --jwt-issuer https://idp.example.com`,
 		Args: usageArgs(cobra.NoArgs),
 		RunE: runE(func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnv(cmd); err != nil {
@@ -121,6 +131,7 @@ object per line (--log-format json). SIGINT/SIGTERM shut it down cleanly
 	f.StringVar(&o.jwtIssuer, "jwt-issuer", "", "required iss claim of JWTs (default: not checked)")
 	f.StringVar(&o.jwtAudience, "jwt-audience", "", "required aud claim of JWTs (default: not checked)")
 	f.DurationVar(&o.jwtLeeway, "jwt-leeway", 0, "clock skew tolerated on exp/nbf/iat")
+	o.jwks.flags(cmd)
 	f.StringVar(&o.apiKeysFile, "api-keys-file", "", "file of ingress API keys, one per line, each at least 16 bytes without whitespace (default $"+envAPIKeys+", comma-separated)")
 	f.BoolVar(&o.ingressJWT, "ingress-jwt", false, "accept JWTs that grant \"publish\" on ingress")
 	f.StringSliceVar(&o.allowedOrigins, "allow-origin", nil, "origin browsers may call from (CORS; repeat; \"*\" for any)")
@@ -146,6 +157,9 @@ func (o serveOptions) gatewayConfig() (gateway.Config, error) {
 		return cfg, err
 	}
 	cfg.Auth.HMACSecret = secret
+	if cfg.Auth.JWKS, err = o.jwks.config(); err != nil {
+		return cfg, err
+	}
 	if o.jwtPublicKey != "" {
 		key, err := readRSAPublicKey(o.jwtPublicKey)
 		if err != nil {
@@ -274,14 +288,13 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 	gw, err := gateway.New(b, cfg, logger)
 	if err != nil {
 		// New only validates the configuration.
-		return usagef("%s — browsers need $%s, --jwt-secret-file or --jwt-public-key; services need $%s, --api-keys-file or --ingress-jwt",
+		return usagef("%s — browsers need $%s, --jwt-secret-file, --jwt-public-key or --jwks-url; services need $%s, --api-keys-file or --ingress-jwt",
 			oneLine(err.Error()), envJWTSecret, envAPIKeys)
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	endpoints := "POST " + gateway.EventsPath + ", GET " + gateway.StreamPath
 	if o.health {
 		// The observer needs a router: one with no handlers, whose readiness
 		// is the bus's Redis answering.
@@ -307,8 +320,10 @@ func runServe(ctx context.Context, g *globals, o serveOptions) error {
 			cancel()
 			_ = r.Close()
 		}()
-		endpoints += ", GET " + strings.Join([]string{observe.PathHealthz, observe.PathReadyz, observe.PathStats, observe.PathMetrics}, " ")
 	}
+	// Every route on the gateway's mux, as registered: the OpenAPI document
+	// (GET /openapi.json) describes each, and a test checks both ways.
+	endpoints := strings.Join(gw.Routes(), ", ")
 
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {

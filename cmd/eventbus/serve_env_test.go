@@ -108,7 +108,7 @@ func waitReady(t *testing.T, base string) {
 
 func getStatus(t *testing.T, url string) (int, string) {
 	t.Helper()
-	resp, err := http.Get(url)
+	resp, err := checkedClient(t).Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestServeEnvOnly(t *testing.T) {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodOptions, s.base+"/v1/events", nil)
 		req.Header.Set("Origin", origin)
 		req.Header.Set("Access-Control-Request-Method", "POST")
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := checkedClient(t).Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -159,7 +159,7 @@ func TestServeEnvOnly(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/v1/events", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+apiKey)
 	req.Header.Set("Content-Type", "application/cloudevents+json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := checkedClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestServe(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+apiKey)
 	req.Header.Set("Content-Type", "application/cloudevents+json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := checkedClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestServe(t *testing.T) {
 		t.Errorf("stream after ingress: %v", e)
 	}
 	// No credentials: 401.
-	resp, err = http.Post(base+"/v1/events", "application/cloudevents+json", strings.NewReader(body))
+	resp, err = checkedClient(t).Post(base+"/v1/events", "application/cloudevents+json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +76,7 @@ func TestServe(t *testing.T) {
 	}
 	// Health endpoints.
 	for _, path := range []string{"/healthz", "/readyz", "/stats", "/metrics"} {
-		resp, err := http.Get(base + path)
+		resp, err := checkedClient(t).Get(base + path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -189,7 +189,7 @@ func TestServeStartsWithoutRedis(t *testing.T) {
 		t.Errorf("serve did not say Redis is unreachable:\n%s", log.String())
 	}
 	status := func(path string) int {
-		resp, err := http.Get(base + path)
+		resp, err := checkedClient(t).Get(base + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +214,7 @@ func TestServeStartsWithoutRedis(t *testing.T) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/events", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+apiKey)
 	req.Header.Set("Content-Type", "application/cloudevents+json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := checkedClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -32,6 +33,32 @@ func (k *tokenKeyOptions) flags(cmd *cobra.Command) {
 	f.StringVar(&k.jwtSecretFile, "jwt-secret-file", "", "file holding the HS256 secret serve uses (at least 32 bytes; default $"+envJWTSecret+")")
 	f.StringVar(&k.jwtIssuer, "jwt-issuer", "", "iss claim (token) or required iss (check); as serve's --jwt-issuer")
 	f.StringVar(&k.jwtAudience, "jwt-audience", "", "aud claim (token) or required aud (check); as serve's --jwt-audience")
+}
+
+// jwksOptions are serve's JWKS flags, shared with `token check`.
+type jwksOptions struct {
+	url             string
+	refresh         time.Duration
+	unknownKIDFetch time.Duration
+}
+
+func (j *jwksOptions) flags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&j.url, "jwks-url", "", "URL of a JSON Web Key Set (an identity provider's jwks_uri) whose RSA and EC keys verify RS*/PS*/ES* JWTs; followed as keys rotate")
+	f.DurationVar(&j.refresh, "jwks-refresh", gateway.DefaultJWKSRefreshInterval, "how often the JWKS is fetched again")
+	f.DurationVar(&j.unknownKIDFetch, "jwks-unknown-kid-refresh", gateway.DefaultJWKSUnknownKIDInterval, "least time between two fetches of the JWKS caused by tokens of an unknown kid (a new key)")
+}
+
+// config is the gateway's JWKSConfig of the flags; the zero config without
+// --jwks-url.
+func (j *jwksOptions) config() (gateway.JWKSConfig, error) {
+	if j.url == "" {
+		return gateway.JWKSConfig{}, nil
+	}
+	if j.refresh <= 0 || j.unknownKIDFetch <= 0 {
+		return gateway.JWKSConfig{}, usagef("--jwks-refresh and --jwks-unknown-kid-refresh must be above 0")
+	}
+	return gateway.JWKSConfig{URL: j.url, RefreshInterval: j.refresh, UnknownKIDInterval: j.unknownKIDFetch}, nil
 }
 
 // secret reads the HS256 secret as serve does: --jwt-secret-file, else
@@ -143,6 +170,7 @@ serve does.`,
 func newTokenCheckCmd() *cobra.Command {
 	var (
 		k         tokenKeyOptions
+		jwks      jwksOptions
 		publicKey string
 		leeway    time.Duration
 	)
@@ -175,9 +203,20 @@ has the wrong type, ...).`,
 					return usagef("--jwt-public-key %s: %v", publicKey, err)
 				}
 			}
+			if cfg.JWKS, err = jwks.config(); err != nil {
+				return err
+			}
+			// The first fetch reports synchronously, inside NewAuthenticator;
+			// later ones (the refresh goroutine) may race with this command.
+			var fetchErr atomic.Pointer[error]
+			cfg.JWKS.OnRefreshError = func(err error) { fetchErr.CompareAndSwap(nil, &err) }
 			auth, err := gateway.NewAuthenticator(cfg)
 			if err != nil {
-				return usagef("%s — set $%s, --jwt-secret-file or --jwt-public-key", oneLine(err.Error()), envJWTSecret)
+				return usagef("%s — set $%s, --jwt-secret-file, --jwt-public-key or --jwks-url", oneLine(err.Error()), envJWTSecret)
+			}
+			defer auth.Close()
+			if e := fetchErr.Load(); e != nil {
+				return &failure{err: fmt.Errorf("--jwks-url: %v", *e)}
 			}
 			p, err := auth.Verify(tok)
 			if err != nil {
@@ -205,6 +244,7 @@ has the wrong type, ...).`,
 	f := cmd.Flags()
 	f.StringVar(&publicKey, "jwt-public-key", "", "PEM file of the RS256 public key, as serve's --jwt-public-key")
 	f.DurationVar(&leeway, "jwt-leeway", 0, "clock skew tolerated on exp/nbf/iat, as serve's --jwt-leeway")
+	jwks.flags(cmd)
 	envFlags(cmd)
 	return cmd
 }

@@ -67,7 +67,7 @@ func TestTokenOpensStream(t *testing.T) {
 	}
 
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/v1/stream?rooms=lobby&access_token="+url.QueryEscape(tok), nil)
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := checkedClient(t).Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,7 +91,7 @@ func TestTokenOpensStream(t *testing.T) {
 	preq, _ := http.NewRequestWithContext(ctx, http.MethodPost, s.base+"/v1/events", strings.NewReader(body))
 	preq.Header.Set("Authorization", "Bearer "+apiKey)
 	preq.Header.Set("Content-Type", "application/cloudevents+json")
-	presp, err := http.DefaultClient.Do(preq)
+	presp, err := checkedClient(t).Do(preq)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,8 @@
 // Node publish and consume rates on one Redis (REDIS_URL), beside plain
 // ioredis doing the same writes (the baseline, as `eventbus bench` puts the
 // Go bus beside plain go-redis): N events published one await at a time, then
-// in batches of 100, then the batch stream's N entries consumed by one consumer
+// in batches of 100 (each also with dedupWindowMs -1, the plain-XADD write, to
+// show what deduplication by id costs), then the batch stream's N entries consumed by one consumer
 // (batches of 100, a handler that does nothing). Each line: events/s and this process's CPU time per
 // event (user+system), which a busy machine disturbs less than the rate.
 // ROUNDS rounds (default 3), the variants in the same order each round.
@@ -28,7 +29,9 @@ for (let round = 0; round <= ROUNDS; round++) { // round 0 warms the JIT up and 
   const rows = { push: (x) => { if (round > 0) all.push(x); } };
   const N = round === 0 ? Math.min(BASE, 2000) : BASE;
   const p = new Publisher(r, { serviceName: "bench", streamPrefix: prefix, maxLen: -1 });
-  await p.publish("bench.one", { data: payload }); // registered: later publishes take the one-XADD path
+  await p.publish("bench.one", { data: payload }); // registered: later publishes take the one-command path
+  const nd = new Publisher(r, { serviceName: "bench", streamPrefix: prefix, maxLen: -1, dedupWindowMs: -1 });
+  await nd.publish("bench.nodedup", { data: payload });
   const data = JSON.stringify(payload);
   rows.push(await measure("publish/ioredis-xadd", N, async () => {
     for (let i = 0; i < N; i++) {
@@ -37,6 +40,7 @@ for (let round = 0; round <= ROUNDS; round++) { // round 0 warms the JIT up and 
     }
   }));
   rows.push(await measure("publish/node", N, async () => { for (let i = 0; i < N; i++) await p.publish("bench.one", { data: payload }); }));
+  rows.push(await measure("publish/node-nodedup", N, async () => { for (let i = 0; i < N; i++) await nd.publish("bench.nodedup", { data: payload }); }));
   rows.push(await measure("publish/ioredis-pipeline100", N, async () => {
     for (let i = 0; i < N; i += 100) {
       const pipe = r.pipeline();
@@ -49,6 +53,9 @@ for (let round = 0; round <= ROUNDS; round++) { // round 0 warms the JIT up and 
   }));
   rows.push(await measure("publish/node100", N, async () => {
     for (let i = 0; i < N; i += 100) await p.publishBatch("bench.batch", Array.from({ length: 100 }, () => ({ data: payload })));
+  }));
+  rows.push(await measure("publish/node100-nodedup", N, async () => {
+    for (let i = 0; i < N; i += 100) await nd.publishBatch("bench.batch-nodedup", Array.from({ length: 100 }, () => ({ data: payload })));
   }));
   // Prefilled (the N events of publish/node100), as the Go end-to-end scenario.
   rows.push(await measure("consume/node", N, () => new Promise(async (res) => {

@@ -3,8 +3,26 @@ import type { Redis, Cluster } from "ioredis";
 import { isPattern, isValidType, match, validatePattern } from "./topic.js";
 import { DefaultMaxLen, Keys, isJSONContentType, type Event } from "./wire.js";
 
-/** Handler handles one event; a throw leaves it pending (redelivered after claimMinIdleMs). */
-export type Handler<T = unknown> = (ev: Event<T>) => void | Promise<void>;
+/**
+ * Handler handles one event; a throw leaves it pending (redelivered after
+ * claimMinIdleMs), as does running past handlerTimeoutMs. signal is aborted
+ * at that deadline (with a HandlerTimeoutError): pass it to fetch and the
+ * like, as a Go handler passes its context on.
+ */
+export type Handler<T = unknown> = (ev: Event<T>, signal: AbortSignal) => void | Promise<void>;
+
+/** HandlerTimeoutError fails a handler that ran past handlerTimeoutMs (the Go router's middleware.ErrTimeout). */
+export class HandlerTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`handler timed out after ${timeoutMs}ms`);
+    this.name = "HandlerTimeoutError";
+  }
+}
+
+/** DefaultHandlerTimeoutMs is router.DefaultHandlerTimeout: 30 s. */
+export const DefaultHandlerTimeoutMs = 30_000;
+/** DefaultHeartbeatTtlMs is bus.DefaultHeartbeatTTL: 2 s. */
+export const DefaultHeartbeatTtlMs = 2_000;
 
 /** ConsumerOptions configure a Consumer (the Node side of the Go subscriber's config). */
 export interface ConsumerOptions {
@@ -33,6 +51,25 @@ export interface ConsumerOptions {
    * redelivery; default 10 (router.DefaultMaxDeliveries), -1 for no limit.
    */
   maxDeliveries?: number;
+  /**
+   * The hard timeout of each handler call, in ms; default 30000
+   * (router.DefaultHandlerTimeout), -1 for none. A handler still running at
+   * the deadline has failed (HandlerTimeoutError): its event stays pending and
+   * is redelivered, and dead-lettered at maxDeliveries, as for a throw. Its
+   * signal is aborted then; JavaScript cannot stop a handler that ignores it,
+   * so its work may go on while the event is redelivered.
+   */
+  handlerTimeoutMs?: number;
+  /**
+   * Lifetime of this consumer's heartbeat key, kept as the Go subscriber keeps
+   * it (bus/heartbeat.go: `<prefix>$hb:<group>:<consumer>`, refreshed every
+   * ttl/4, the name in `<prefix>$consumers:<group>`), so Go consumers of the
+   * group never claim a live Node consumer's entries early, and every ttl/4
+   * the entries of a consumer (Go or Node) whose heartbeat is gone are
+   * claimed at once. Default 2000 (bus.DefaultHeartbeatTTL); -1 for no
+   * heartbeat (a dead consumer's entries are then claimed after claimMinIdleMs).
+   */
+  heartbeatTtlMs?: number;
   /** Dead-letter stream MAXLEN; default 100000. */
   deadLetterMaxLen?: number;
   /** Called on errors the loop survives. */
@@ -40,15 +77,17 @@ export interface ConsumerOptions {
 }
 
 /** ConsumerStats are the counters the old client's getStats() had, for consumption. */
-export interface ConsumerStats { received: number; handled: number; failed: number; deadLettered: number; claimed: number }
+export interface ConsumerStats { received: number; handled: number; failed: number; deadLettered: number; claimed: number; timedOut: number }
 
 const required = ["id", "source", "specversion", "type"];
 
 /**
  * Consumer reads the bus's streams with a consumer group: batched XREADGROUP,
- * one XACK per batch of handled entries, XAUTOCLAIM of entries idle longer
- * than claimMinIdleMs, and malformed entries dead-lettered at once with the
- * fields bus.DeadLetterQueue writes. The caller owns the ioredis client; the
+ * one XACK per batch of handled entries, a hard timeout per handler call,
+ * the Go subscriber's heartbeat (the entries of a consumer whose heartbeat is
+ * gone are claimed at once) and keepalive of entries in hand, XAUTOCLAIM of
+ * entries idle longer than claimMinIdleMs, and malformed entries
+ * dead-lettered at once with the fields bus.DeadLetterQueue writes. The caller owns the ioredis client; the
  * consumer duplicates it for its blocking reads.
  */
 export class Consumer {
@@ -65,7 +104,12 @@ export class Consumer {
   private running?: Promise<void>;
   private closing = false;
   private lastError?: string;
-  readonly stats: ConsumerStats = { received: 0, handled: 0, failed: 0, deadLettered: 0, claimed: 0 };
+  /** Entries read and not yet acked, per stream: kept fresh by the keepalive. */
+  private readonly inflight = new Map<string, string[]>();
+  private timers: NodeJS.Timeout[] = [];
+  /** The heartbeat write in progress, awaited by close before it deletes the key. */
+  private beating: Promise<void> = Promise.resolve();
+  readonly stats: ConsumerStats = { received: 0, handled: 0, failed: 0, deadLettered: 0, claimed: 0, timedOut: 0 };
 
   constructor(private readonly client: Redis | Cluster, opts: ConsumerOptions) {
     if (!opts.group) throw new TypeError("ConsumerOptions.group is required");
@@ -74,8 +118,15 @@ export class Consumer {
       group: opts.group, consumer: opts.consumer ?? `${hostname()}-${process.pid}`, streamPrefix: this.keys.prefix,
       batchSize: opts.batchSize ?? 100, blockMs: opts.blockMs ?? 1000, claimMinIdleMs: opts.claimMinIdleMs ?? 30000,
       startFrom: opts.startFrom ?? "0", resyncMs: opts.resyncMs ?? 5000, maxDeliveries: opts.maxDeliveries ?? 10, deadLetterMaxLen: opts.deadLetterMaxLen ?? DefaultMaxLen, onError: opts.onError,
+      handlerTimeoutMs: opts.handlerTimeoutMs || DefaultHandlerTimeoutMs, heartbeatTtlMs: opts.heartbeatTtlMs || DefaultHeartbeatTtlMs,
     };
+    for (const k of ["handlerTimeoutMs", "heartbeatTtlMs"] as const) {
+      const v = this.o[k];
+      if (!Number.isInteger(v) || v < -1 || (k === "heartbeatTtlMs" && v > 0 && v < 4)) throw new RangeError(`ConsumerOptions.${k} ${v}: use a positive number of ms, or -1 for none`);
+    }
   }
+
+  private get heartbeatEvery(): number { return this.o.heartbeatTtlMs > 0 ? this.o.heartbeatTtlMs / 4 : 0; }
 
   /** subscribe adds a handler for an event type or a pattern ("*" one token, ">" the rest). Call before start. */
   subscribe<T = unknown>(typeOrPattern: string, handler: Handler<T>): this {
@@ -111,7 +162,44 @@ export class Consumer {
       await this.notifier.subscribe(this.keys.registry());
     }
     await this.refreshStreams();
+    if (this.heartbeatEvery > 0) {
+      // Timers, not the read loop: a slow handler holds the loop, and the
+      // heartbeat must not lapse meanwhile (a Go consumer would take our entries).
+      let registered = false;
+      const key = this.keys.heartbeat(this.o.group, this.o.consumer);
+      const ttl = this.o.heartbeatTtlMs;
+      const beat = async () => {
+        try {
+          // PEXPIRE first, as bus/heartbeat.go: it is allowed while Redis is out of memory.
+          if ((await this.client.pexpire(key, ttl)) === 0) await this.client.set(key, "1", "PX", ttl);
+          if (!registered) { await this.client.sadd(this.keys.consumers(this.o.group), this.o.consumer); registered = true; }
+        } catch (e) { this.report(e); }
+      };
+      await (this.beating = beat());
+      this.timers.push(setInterval(() => { this.beating = beat(); }, this.heartbeatEvery));
+    }
+    this.timers.push(setInterval(() => void this.keepalive(), Math.max(1, Math.floor(this.o.claimMinIdleMs / 3))));
     this.running = this.loop();
+  }
+
+  private report(e: unknown): void {
+    if (this.closing) return;
+    this.lastError = String(e);
+    this.o.onError?.(e);
+  }
+
+  /**
+   * keepalive resets the idle time of the entries this consumer holds (XCLAIM
+   * JUSTID, which does not count a delivery), as the Go subscriber's does, so
+   * no consumer claims one a slow handler is still on.
+   */
+  private async keepalive(): Promise<void> {
+    if (this.inflight.size === 0) return;
+    const pipe = this.client.pipeline();
+    for (const [key, ids] of this.inflight) if (ids.length) pipe.xclaim(key, this.o.group, this.o.consumer, 0, ...ids, "JUSTID");
+    try {
+      for (const [err] of (await pipe.exec()) ?? []) if (err) throw err;
+    } catch (e) { this.report(e); }
   }
 
   /** wake ends the loop's current wait: its sleep, or its blocked XREADGROUP. */
@@ -156,7 +244,10 @@ export class Consumer {
 
   private async loop(): Promise<void> {
     let lastClaim = 0;
+    let lastDead = 0;
     let lastRefresh = Date.now();
+    // With a heartbeat, reads end at least every ttl/4 so dead consumers are looked for that often.
+    const block = this.heartbeatEvery > 0 ? Math.max(1, Math.min(this.o.blockMs, Math.floor(this.heartbeatEvery))) : this.o.blockMs;
     while (!this.closing) {
       try {
         if (this.announced.size) {
@@ -165,12 +256,13 @@ export class Consumer {
           await this.addTypes(types, "0");
         }
         if (Date.now() - lastRefresh > this.o.resyncMs) { await this.refreshStreams(); lastRefresh = Date.now(); }
+        if (this.heartbeatEvery > 0 && Date.now() - lastDead >= this.heartbeatEvery) { await this.claimDead(); lastDead = Date.now(); }
         if (Date.now() - lastClaim > this.o.claimMinIdleMs / 3) { await this.claim(); lastClaim = Date.now(); }
         const keys = [...this.streams];
         if (keys.length === 0) { await this.sleep(this.o.blockMs); continue; }
         // Buffers, not strings: data may be binary (data_base64 at the gateway).
         const res = (await this.reader!.callBuffer("XREADGROUP", [
-          "GROUP", this.o.group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", this.o.blockMs,
+          "GROUP", this.o.group, this.o.consumer, "COUNT", this.o.batchSize, "BLOCK", block,
           "STREAMS", ...keys, ...keys.map(() => ">"),
         ])) as [Buffer, [Buffer, Buffer[]][]][] | null;
         if (!res) continue;
@@ -197,8 +289,77 @@ export class Consumer {
     }
   }
 
+  /**
+   * claimDead claims at once the pending entries of the group's consumers
+   * whose heartbeat is gone, as bus/heartbeat.go's claimDead: SMEMBERS of the
+   * consumer set, EXISTS of each other name's key, then XPENDING for that
+   * consumer and XCLAIM with min-idle ttl/4 (so two survivors do not take an
+   * entry from each other); a dead name that holds nothing leaves the set.
+   */
+  private async claimDead(): Promise<void> {
+    const set = this.keys.consumers(this.o.group);
+    const names = await this.client.smembers(set);
+    if (names.length <= 1) return;
+    const others = names.filter((n) => n !== this.o.consumer);
+    const pipe = this.client.pipeline();
+    for (const n of others) pipe.exists(this.keys.heartbeat(this.o.group, n));
+    const res = (await pipe.exec()) ?? [];
+    for (let i = 0; i < others.length; i++) {
+      const [err, exists] = res[i] ?? [];
+      if (err || Number(exists) !== 0) continue;
+      if ((await this.claimFrom(others[i])) === 0) await this.client.srem(set, others[i]);
+    }
+  }
+
+  /** claimFrom claims, on every stream, up to batchSize entries pending for dead and handles them; returns how many it saw pending. */
+  private async claimFrom(dead: string): Promise<number> {
+    let seen = 0;
+    for (const key of this.streams) {
+      const pend = (await this.client.xpending(key, this.o.group, "-", "+", this.o.batchSize, dead)) as [string, string, number, number][];
+      if (pend.length === 0) continue;
+      seen += pend.length;
+      const res = (await this.client.callBuffer("XCLAIM", [key, this.o.group, this.o.consumer, Math.floor(this.heartbeatEvery), ...pend.map((p) => p[0])])) as ([Buffer, Buffer[] | null] | null)[];
+      // A trimmed entry comes back as nil (or not at all) and leaves the PEL.
+      const entries = res.filter((e): e is [Buffer, Buffer[]] => !!e && !!e[1]).map(([id, f]) => [id.toString(), f] as [string, Buffer[]]);
+      if (entries.length === 0) continue;
+      this.stats.claimed += entries.length;
+      const count = new Map(pend.map((p) => [p[0], Number(p[3]) + 1]));
+      await this.handleBatch(key, entries.map(([id, f]) => [id, f, count.get(id) ?? 2]));
+    }
+    return seen;
+  }
+
+  /** runHandler runs one handler under handlerTimeoutMs. */
+  private async runHandler(h: Handler<any>, ev: Event): Promise<void> {
+    const ac = new AbortController();
+    const ms = this.o.handlerTimeoutMs;
+    if (ms <= 0) return h(ev, ac.signal);
+    let timer: NodeJS.Timeout | undefined;
+    const work = Promise.resolve().then(() => h(ev, ac.signal));
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => { const e = new HandlerTimeoutError(ms); ac.abort(e); reject(e); }, ms);
+    });
+    try {
+      await Promise.race([work, deadline]);
+    } finally {
+      clearTimeout(timer);
+      work.catch(() => undefined); // a late failure of a timed-out handler is not unhandled
+    }
+  }
+
   private async handleBatch(key: string, entries: [string, Buffer[], number][]): Promise<void> {
     const topic = key.slice(this.keys.prefix.length);
+    const held = entries.map(([id]) => id);
+    this.inflight.set(key, [...(this.inflight.get(key) ?? []), ...held]);
+    try {
+      await this.handleEntries(key, topic, entries);
+    } finally {
+      const left = (this.inflight.get(key) ?? []).filter((id) => !held.includes(id));
+      if (left.length) this.inflight.set(key, left); else this.inflight.delete(key);
+    }
+  }
+
+  private async handleEntries(key: string, topic: string, entries: [string, Buffer[], number][]): Promise<void> {
     const ack: string[] = [];
     for (const [id, flat, delivery] of entries) {
       this.stats.received++;
@@ -224,11 +385,12 @@ export class Consumer {
         datacontenttype: fields.datacontenttype, subject: fields.subject, data, raw, attributes, streamId: id, delivery,
       };
       try {
-        for (const h of this.handlers) if (match(h.pattern, topic)) await h.handler(ev);
+        for (const h of this.handlers) if (match(h.pattern, topic)) await this.runHandler(h.handler, ev);
         this.stats.handled++;
         ack.push(id);
       } catch (e) {
         this.stats.failed++;
+        if (e instanceof HandlerTimeoutError) this.stats.timedOut++;
         this.lastError = String(e);
         this.o.onError?.(e);
         if (this.o.maxDeliveries > 0 && delivery >= this.o.maxDeliveries) {
@@ -294,5 +456,13 @@ export class Consumer {
     this.notifier?.disconnect();
     this.wakeUp?.();
     await this.running?.catch(() => undefined);
+    for (const t of this.timers) clearInterval(t);
+    this.timers = [];
+    await this.beating; // else its SET could come after the DEL
+    if (this.heartbeatEvery > 0) {
+      // As the Go subscriber: the key goes once the batch in hand is done, so
+      // the group's other consumers take at once what this one leaves pending.
+      await this.client.del(this.keys.heartbeat(this.o.group, this.o.consumer)).catch(() => undefined);
+    }
   }
 }

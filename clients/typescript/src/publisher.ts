@@ -18,7 +18,19 @@ export interface PublisherOptions {
   maxEventSize?: number;
   /** Furthest in the future deliverAt may be, in ms; default 90 days (bus.DefaultMaxDelay), -1 for no limit. */
   maxDelayMs?: number;
+  /**
+   * How long an event id written to a stream is remembered, in ms
+   * (bus.Config.DedupWindow): a publish of the same id to the same stream
+   * within it writes nothing and reports `duplicate`, whether the first write
+   * was this publisher's, another Node one's or a Go one's (one script,
+   * bus/lua/dedup_xadd.lua, one key). Default 120000 (bus.DefaultDedupWindow),
+   * -1 for no deduplication. Give every publisher of a stream the same window.
+   */
+  dedupWindowMs?: number;
 }
+
+/** DefaultDedupWindowMs is bus.DefaultDedupWindow: 2 minutes. */
+export const DefaultDedupWindowMs = 2 * 60 * 1000;
 
 /** DefaultMaxDelayMs is bus.DefaultMaxDelay: 90 days. */
 export const DefaultMaxDelayMs = 90 * 24 * 3600 * 1000;
@@ -46,23 +58,32 @@ export interface PublishInput {
   deliverAt?: Date | number;
 }
 
-/** PublishResult is what was written. streamId is "" for a scheduled event (not in its stream yet). */
-export interface PublishResult { id: string; streamId: string; fields: Record<string, string>; scheduledFor?: Date }
+/**
+ * PublishResult is what was written. streamId is "" for a scheduled event
+ * (not in its stream yet). duplicate is true when the event's id had been
+ * written to its stream within the dedup window, so nothing was written:
+ * streamId is then the earlier entry's (bus.IsDuplicate).
+ */
+export interface PublishResult { id: string; streamId: string; fields: Record<string, string>; scheduledFor?: Date; duplicate?: boolean }
 
 /** Publisher writes events exactly as the Go bus.Publisher does. The caller owns the client. */
 export class Publisher {
   private readonly keys: Keys;
   private readonly known = new Set<string>();
   private readonly retention: Retention;
+  private readonly dedupWindowMs: number;
   private closed = false;
-  /** Counters as the old client's stats had. */
-  readonly stats = { published: 0, errors: 0 };
+  /** Counters as the old client's stats had; duplicates as bus.Publisher.Duplicates (not written, not in published). */
+  readonly stats = { published: 0, errors: 0, duplicates: 0 };
 
   constructor(private readonly client: Redis | Cluster, private readonly opts: PublisherOptions) {
     if (!opts.serviceName) throw new TypeError("PublisherOptions.serviceName is required");
     this.keys = new Keys(opts.streamPrefix);
     const maxLen = opts.maxLen ?? DefaultMaxLen;
     this.retention = { maxLen: maxLen > 0 ? maxLen : 0, maxAgeMs: opts.maxAgeMs };
+    const w = opts.dedupWindowMs ?? 0;
+    if (!Number.isInteger(w) || w < -1) throw new RangeError(`dedupWindowMs ${w}: use at least 1, 0 for the default or -1 for no deduplication`);
+    this.dedupWindowMs = w === 0 ? DefaultDedupWindowMs : w;
   }
 
   /** publish writes one event of the given type. */
@@ -81,16 +102,21 @@ export class Publisher {
       if (dues.some((d) => d > 0)) await this.schedule(type, prepared, dues);
       const immediate = prepared.filter((_, i) => dues[i] === 0);
       const register = !this.known.has(type);
-      const ids = immediate.length === 0 ? [] : await write(this.client, {
+      const written = immediate.length === 0 ? [] : await write(this.client, {
         streamKey: this.keys.stream(type), pushKey: this.keys.push(), registryKey: this.keys.registry(), type,
-        entries: immediate.map((p) => ({ fields: p.flat, addressed: p.addressed })), register, retention: this.retention,
+        entries: immediate.map((p) => ({ id: p.fields.id, fields: p.flat, addressed: p.addressed })), register, retention: this.retention,
+        dedupWindowMs: this.dedupWindowMs, dedupKey: (stream, id) => this.keys.dedup(stream, id),
       });
       if (register && immediate.length > 0) this.known.add(type);
-      this.stats.published += evs.length;
+      const dups = written.filter((w) => w.duplicate).length;
+      this.stats.published += evs.length - dups;
+      this.stats.duplicates += dups;
       let next = 0;
-      return prepared.map((p, i) => dues[i] > 0
-        ? { id: p.fields.id, streamId: "", fields: p.fields, scheduledFor: new Date(dues[i]) }
-        : { id: p.fields.id, streamId: ids[next++], fields: p.fields });
+      return prepared.map((p, i) => {
+        if (dues[i] > 0) return { id: p.fields.id, streamId: "", fields: p.fields, scheduledFor: new Date(dues[i]) };
+        const w = written[next++];
+        return w.duplicate ? { id: p.fields.id, streamId: w.streamId, fields: p.fields, duplicate: true } : { id: p.fields.id, streamId: w.streamId, fields: p.fields };
+      });
     } catch (err) {
       this.stats.errors++;
       throw err;

@@ -32,6 +32,15 @@ export class Keys {
   registry(): string { return this.prefix + "$types"; }
   push(): string { return this.prefix + "$push"; }
   deadLetters(): string { return this.prefix + "$dlq"; }
+  /**
+   * bus.Config.DedupKey: records that the event with id was written to the
+   * stream key stream (hash-tagged to it: one cluster slot), for the dedup window.
+   */
+  dedup(stream: string, id: string): string { return this.prefix + "$dedup:{" + stream + "}:" + id; }
+  /** bus.Config.HeartbeatKey: present while consumer of group is alive. */
+  heartbeat(group: string, consumer: string): string { return this.prefix + "$hb:" + group + ":" + consumer; }
+  /** bus.Config.ConsumersKey: the names of group's consumers that keep a heartbeat. */
+  consumers(group: string): string { return this.prefix + "$consumers:" + group; }
   /** The set of every schedule key (bus.Config.SchedulesKey). */
   schedules(): string { return this.prefix + "$scheduled"; }
 }

@@ -12,7 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/shared-infra/eventbus/bench"
+	"github.com/shared-infra/eventbus/internal/bench"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 

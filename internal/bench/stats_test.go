@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shared-infra/eventbus/bench"
+	"github.com/shared-infra/eventbus/internal/bench"
 )
 
 func TestPercentile(t *testing.T) {

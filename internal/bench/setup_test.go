@@ -9,8 +9,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/shared-infra/eventbus/bench"
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/bench"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 

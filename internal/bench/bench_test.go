@@ -2,11 +2,12 @@ package bench_test
 
 import (
 	"context"
+	"runtime/metrics"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/shared-infra/eventbus/bench"
+	"github.com/shared-infra/eventbus/internal/bench"
 )
 
 // The go test benchmarks (`make bench-go`, for benchstat) are thin wrappers
@@ -66,11 +67,25 @@ func BenchmarkEndToEnd(b *testing.B) {
 			c, err := bench.NewEndToEnd(context.Background(), target(b), name, b.N)
 			must(b, err)
 			b.ResetTimer()
+			g0 := goroutinesCreated()
 			m := consume(b, c)
 			reportRate(b, b.N, m.Elapsed)
 			reportCPU(b, b.N, m.CPU)
+			b.ReportMetric(float64(goroutinesCreated()-g0)/float64(b.N), "goroutines/event")
 		})
 	}
+}
+
+// goroutinesCreated is the number of goroutines this process has started
+// (runtime/metrics): BenchmarkEndToEnd divides its growth by the events to
+// report how many goroutines each event costs through each variant.
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		panic("runtime/metrics has no /sched/goroutines-created:goroutines")
+	}
+	return s[0].Value.Uint64()
 }
 
 // roundTrips makes n round trips with the latency variant name (after the

@@ -5,89 +5,74 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
+	wmhttp "github.com/ThreeDotsLabs/watermill-http/v2/pkg/http"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/gateway"
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
-// recordLogger keeps every log line, safe for concurrent use.
-type recordLogger struct {
-	mu     *sync.Mutex
-	lines  *[]logLine
-	fields watermill.LogFields
-}
+// The watermill-http contract of the ingress holds on its edges: what
+// NewIngressPublisher (a watermill-http Publisher) sends is read back, field
+// for field, by a watermill-http Subscriber of one's own whose
+// UnmarshalMessageFunc is UnmarshalCloudEvent — without any gateway.
+func TestIngressPublisherToOwnWatermillHTTPSubscriber(t *testing.T) {
+	sub, err := wmhttp.NewSubscriber("127.0.0.1:0", wmhttp.SubscriberConfig{UnmarshalMessageFunc: gateway.UnmarshalCloudEvent}, watermill.NopLogger{})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = sub.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	msgs, err := sub.Subscribe(ctx, gateway.EventsPath)
+	require.NoError(t, err)
+	go func() { _ = sub.StartHTTPServer() }()
+	require.Eventually(t, func() bool { return sub.Addr() != nil }, 5*time.Second, 10*time.Millisecond)
 
-type logLine struct {
-	msg    string
-	fields watermill.LogFields
-}
-
-func newRecordLogger() recordLogger {
-	return recordLogger{mu: &sync.Mutex{}, lines: new([]logLine)}
-}
-
-func (l recordLogger) log(msg string, f watermill.LogFields) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	*l.lines = append(*l.lines, logLine{msg, l.fields.Add(f)})
-}
-func (l recordLogger) Error(msg string, err error, f watermill.LogFields) {
-	l.log(msg, f.Add(watermill.LogFields{"err": err}))
-}
-func (l recordLogger) Info(msg string, f watermill.LogFields)  { l.log(msg, f) }
-func (l recordLogger) Debug(msg string, f watermill.LogFields) { l.log(msg, f) }
-func (l recordLogger) Trace(msg string, f watermill.LogFields) { l.log(msg, f) }
-func (l recordLogger) With(f watermill.LogFields) watermill.LoggerAdapter {
-	l.fields = l.fields.Add(f)
-	return l
-}
-
-// find returns the lines with message msg logged by watermill-http.
-func (l recordLogger) find(msg string) []watermill.LogFields {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []watermill.LogFields
-	for _, line := range *l.lines {
-		if line.msg == msg && line.fields["provider"] == "http" {
-			out = append(out, line.fields)
-		}
+	pub, err := gateway.NewIngressPublisher(gateway.IngressPublisherConfig{URL: "http://" + sub.Addr().String() + gateway.EventsPath, Source: "own-sub-test"}, watermill.NopLogger{})
+	require.NoError(t, err)
+	msg := message.NewMessage("own-1", []byte(`{"photoId":"p1"}`))
+	msg.Metadata.Set(bus.AttrSubject, "p1")
+	msg.SetContext(ctx)
+	published := make(chan error, 1)
+	go func() { published <- pub.Publish("photo.uploaded", msg) }()
+	select {
+	case got := <-msgs:
+		assert.Equal(t, "own-1", got.UUID)
+		assert.Equal(t, "photo.uploaded", got.Metadata.Get(bus.AttrType))
+		assert.Equal(t, "own-sub-test", got.Metadata.Get(bus.AttrSource))
+		assert.Equal(t, "p1", got.Metadata.Get(bus.AttrSubject))
+		assert.JSONEq(t, `{"photoId":"p1"}`, string(got.Payload))
+		got.Ack()
+	case <-ctx.Done():
+		t.Fatal("the Subscriber got nothing")
 	}
-	return out
+	require.NoError(t, <-published)
 }
 
-// Ingress requests go through watermill-http's Subscriber: its own log
-// lines show the request acknowledged with the status the gateway answers,
-// or refused by the UnmarshalMessageFunc.
-func TestIngressThroughWatermillHTTPSubscriber(t *testing.T) {
-	logs := newRecordLogger()
-	e := newEnv(t, envOpts{logger: logs})
-
-	resp, b := e.post(gateway.ContentTypeStructured, `{"specversion":"1.0","id":"w1","type":"good.event","source":"s","data":{}}`, nil)
-	require.Equal(t, []string{"w1"}, decodeIDs(t, resp, b))
-	acked := logs.find("Message acknowledged")
-	require.Len(t, acked, 1)
-	assert.Equal(t, http.StatusAccepted, acked[0]["http_status_code"])
-	assert.Equal(t, gateway.EventsPath, acked[0]["url"])
-
-	resp, b = e.post(gateway.ContentTypeStructured, `{"specversion":"1.0","id":"w2","type":"Bad Type","source":"s"}`, nil)
-	require.Equal(t, http.StatusBadRequest, resp.StatusCode, "body: %s", b)
-	assert.Equal(t, "type", decodeError(t, b).Field)
-	assert.Len(t, logs.find("Cannot unmarshal message"), 1)
-
-	// Refused before the route (401): watermill-http never sees it.
-	resp, _ = e.post(gateway.ContentTypeStructured, `{}`, map[string]string{"Authorization": ""})
-	require.Equal(t, http.StatusUnauthorized, resp.StatusCode)
-	assert.Len(t, logs.find("Cannot unmarshal message"), 1)
-	assert.Len(t, logs.find("Sending msg"), 1)
+// An ingress request is decoded, published and answered on its own
+// goroutine: the publish that the gate holds in Redis runs inside
+// serveEvents, on net/http's goroutine for the request (before issue 18 it
+// ran on a handler goroutine that a watermill-http Subscriber's dispatcher
+// started, after a gob round trip).
+func TestIngressPublishesOnTheRequestGoroutine(t *testing.T) {
+	e, gate := gatedEnv(t)
+	done := e.postAsync(`{"specversion":"1.0","id":"held","type":"slow.event","source":"s","data":{}}`)
+	<-gate.entered
+	close(gate.release)
+	r := <-done
+	require.Equal(t, http.StatusAccepted, r.status, "body: %s", r.body)
+	assert.Contains(t, gate.stack, "gateway.(*Gateway).serveEvents", "the held XADD's goroutine:\n%s", gate.stack)
+	assert.Contains(t, gate.stack, "net/http.(*conn).serve")
 }
 
 // xaddGate holds every XADD (or dedup script, which XADDs) to a stream whose key ends with suffix until
@@ -97,6 +82,7 @@ type xaddGate struct {
 	entered chan struct{}
 	release chan struct{}
 	once    sync.Once
+	stack   string // the goroutine of the first held command; read after entered
 }
 
 func newXAddGate(suffix string) *xaddGate {
@@ -114,7 +100,11 @@ func (g *xaddGate) hold(ctx context.Context, cmds ...redis.Cmder) error {
 			key = fmt.Sprint(args[3])
 		}
 		if key != "" && strings.HasSuffix(key, g.suffix) {
-			g.once.Do(func() { close(g.entered) })
+			g.once.Do(func() {
+				buf := make([]byte, 64<<10)
+				g.stack = string(buf[:runtime.Stack(buf, false)])
+				close(g.entered)
+			})
 			select {
 			case <-g.release:
 			case <-ctx.Done():
@@ -209,7 +199,7 @@ func awaitPost(t *testing.T, ch <-chan postResult) postResult {
 }
 
 // A request whose publish is slow does not hold up the others: each
-// message of the Subscriber is handled on its own goroutine.
+// request is published on its own goroutine.
 func TestIngressSlowPublishDoesNotBlockOthers(t *testing.T) {
 	e, gate := gatedEnv(t)
 	slow := e.postAsync(`{"specversion":"1.0","id":"s1","type":"slow.event","source":"s","data":{}}`)
@@ -270,10 +260,9 @@ func TestIngressAfterClose(t *testing.T) {
 	e.requireNothingPublished("good.event")
 }
 
-// The transport message carries the events byte for byte: an attribute
-// that is not UTF-8 (a binary-mode header may hold any byte) arrives as
-// it was sent.
-func TestIngressTransportKeepsBytes(t *testing.T) {
+// Ingress keeps the events byte for byte: an attribute that is not UTF-8
+// (a binary-mode header may hold any byte) arrives as it was sent.
+func TestIngressKeepsBytes(t *testing.T) {
 	e := newEnv(t, envOpts{})
 	resp, b := e.post("application/octet-stream", "\xff\x00", map[string]string{
 		"ce-specversion": "1.0", "ce-id": "l1", "ce-type": "good.event", "ce-source": "s", "ce-tenant": "caf\xe9",
