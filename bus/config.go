@@ -295,26 +295,10 @@ func RedactURL(u string) string {
 	return p.Redacted()
 }
 
-// redactErr returns err's text with the credentials of rawURL (its user
-// info, "user:password") removed, even when rawURL cannot be parsed.
+// redactErr returns err's text with the credentials of rawURL removed,
+// even when rawURL cannot be parsed (see Redactor).
 func redactErr(err error, rawURL string) string {
-	s := err.Error()
-	if i := strings.Index(rawURL, "://"); i >= 0 {
-		rest := rawURL[i+3:]
-		if j := strings.LastIndexByte(rest, '@'); j > 0 {
-			s = strings.ReplaceAll(s, rest[:j], "xxxxx")
-		}
-	}
-	if p, err := url.Parse(rawURL); err == nil {
-		for _, k := range []string{"password", "sentinel_password"} {
-			for _, v := range p.Query()[k] {
-				if v != "" {
-					s = strings.ReplaceAll(s, v, "xxxxx")
-				}
-			}
-		}
-	}
-	return s
+	return Redactor(rawURL, nil)(err.Error())
 }
 
 // SubscriberConfig configures one Subscriber: one consumer group.

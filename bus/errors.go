@@ -1,6 +1,10 @@
 package bus
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/redis/go-redis/v9"
+)
 
 // Sentinel errors. Every error the bus returns for bad input wraps one of
 // these, so callers match with errors.Is, never by string.
@@ -29,6 +33,15 @@ var (
 	// ErrDecode is returned by Decode when the event data cannot be decoded
 	// into the requested Go type.
 	ErrDecode = errors.New("cannot decode event data")
-	// ErrInvalidConfig wraps every configuration problem reported by Validate.
+	// ErrInvalidConfig wraps every configuration problem reported by
+	// Validate, here and in every package of the module (router, middleware,
+	// gateway, observe, outbox, photo): errors.Is(err, bus.ErrInvalidConfig)
+	// tells a bad config from a failure, whichever package refused it.
 	ErrInvalidConfig = errors.New("invalid config")
 )
+
+// IsNoSuchKey reports whether err is Redis's "ERR no such key": the answer
+// of XINFO STREAM or XINFO GROUPS for a stream that does not exist (yet).
+// It is the one such check of the module (the gateway's push stream, the
+// observer's and the CLI's stats, group resets).
+func IsNoSuchKey(err error) bool { return redis.HasErrorPrefix(err, "no such key") }

@@ -48,7 +48,7 @@ type Publisher struct {
 var _ message.Publisher = (*Publisher)(nil)
 
 func newPublisher(cfg Config, client redis.UniversalClient, logger watermill.LoggerAdapter, schemas *SchemaRegistry) *Publisher {
-	return &Publisher{cfg: cfg, client: client, logger: logger, schemas: schemas, tracer: newTracer(cfg.TracerProvider)}
+	return &Publisher{cfg: cfg, client: client, logger: logger, schemas: schemas, tracer: newTracer(cfg.TracerProvider, client)}
 }
 
 // Publish validates, enriches and writes msgs as events of type topic. It
@@ -73,7 +73,7 @@ func (p *Publisher) Publish(topic string, msgs ...*message.Message) error {
 			if msg.Metadata == nil {
 				msg.Metadata = make(message.Metadata)
 			}
-			spans[i] = p.tracer.enrich(msg.Context(), topic, msg)
+			spans[i] = p.tracer.enrich(msg.Context(), topic, msg, len(msgs))
 		}
 	}
 	err := p.publish(topic, msgs)
@@ -320,7 +320,7 @@ func (p *Publisher) republish(ctx context.Context, topic string, stored map[stri
 		msg.UUID = watermill.NewUUID()
 	}
 	msg.SetContext(ctx)
-	span := p.tracer.enrich(ctx, topic, msg)
+	span := p.tracer.enrich(ctx, topic, msg, 1)
 	err := p.republishPrepared(ctx, topic, msg, extra)
 	endSpans([]trace.Span{span}, err)
 	return err

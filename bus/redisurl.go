@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -154,5 +155,47 @@ func NewRedisClient(rawURL string, tlsConfig *tls.Config) (redis.UniversalClient
 		return redis.NewClusterClient(p.Cluster), nil
 	default:
 		return redis.NewClient(p.Single), nil
+	}
+}
+
+// Redactor returns a function that replaces the Redis credentials in a text
+// with "xxxxx": rawURL's user info ("user:password", found even when rawURL
+// does not parse), then every password it holds (its user's, the password
+// and sentinel_password parameters of the Sentinel form), then the password
+// of client's options (client may be nil). go-redis errors do not contain
+// credentials, but an address or a wrapped error might: this is the one
+// redaction of the bus's errors, the observer's reports and the CLI's
+// messages.
+func Redactor(rawURL string, client redis.UniversalClient) func(string) string {
+	var secrets []string
+	if i := strings.Index(rawURL, "://"); i >= 0 {
+		rest := rawURL[i+3:]
+		if j := strings.LastIndexByte(rest, '@'); j > 0 {
+			secrets = append(secrets, rest[:j])
+		}
+	}
+	if u, err := url.Parse(rawURL); err == nil {
+		if pw, ok := u.User.Password(); ok {
+			secrets = append(secrets, pw)
+		}
+		q := u.Query()
+		secrets = append(secrets, q["password"]...)
+		secrets = append(secrets, q["sentinel_password"]...)
+	}
+	// (Not ParseRedisURL: it redacts its own errors with this.)
+	switch c := client.(type) {
+	case *redis.Client:
+		secrets = append(secrets, c.Options().Password)
+	case *redis.ClusterClient:
+		secrets = append(secrets, c.Options().Password)
+	case *redis.Ring:
+		secrets = append(secrets, c.Options().Password)
+	}
+	secrets = slices.DeleteFunc(secrets, func(s string) bool { return s == "" })
+	return func(s string) string {
+		for _, secret := range secrets {
+			s = strings.ReplaceAll(s, secret, "xxxxx")
+		}
+		return s
 	}
 }

@@ -42,7 +42,7 @@ func (f ReplayFrom) validate() error {
 	case f.ID != "" && !f.Time.IsZero():
 		return fmt.Errorf("%w: replay start: set only one of ID and Time", ErrInvalidConfig)
 	case f.ID != "":
-		if _, _, err := parseStreamID(f.ID); err != nil {
+		if _, _, err := ParseStreamID(f.ID); err != nil {
 			return fmt.Errorf("%w: replay start %q: %w", ErrInvalidConfig, f.ID, err)
 		}
 	}
@@ -93,7 +93,7 @@ func (b *Bus) ResetGroup(ctx context.Context, group string, from ReplayFrom, opt
 		key := b.cfg.StreamKey(t)
 		groups, err := b.client.XInfoGroups(ctx, key).Result()
 		if err != nil {
-			if isNoSuchKey(err) {
+			if IsNoSuchKey(err) {
 				continue
 			}
 			return nil, fmt.Errorf("groups of %s: %w", key, err)
@@ -172,7 +172,7 @@ func (b *Bus) resolveStart(ctx context.Context, key string, from ReplayFrom) (st
 		return "", fmt.Errorf("oldest entry of %s: %w", key, err)
 	}
 	if len(first) == 1 {
-		fms, _, _ := parseStreamID(first[0].ID)
+		fms, _, _ := ParseStreamID(first[0].ID)
 		if uint64(ms) < fms {
 			info, err := b.client.XInfoStream(ctx, key).Result()
 			if err != nil {
@@ -204,16 +204,18 @@ func (b *Bus) countRange(ctx context.Context, key, start, end string) (int64, er
 	}
 }
 
-// parseStreamID splits "ms-seq" (or "ms").
-func parseStreamID(id string) (ms, seq uint64, err error) {
+// ParseStreamID splits a Redis Stream entry id, "<ms>-<seq>" or "<ms>"
+// (sequence 0), into its milliseconds and sequence number. It is the one
+// parser of entry ids in the module (the gateway's Last-Event-ID, the CLI's
+// --from and dead-letter ids, replay starts).
+func ParseStreamID(id string) (ms, seq uint64, err error) {
 	a, c, found := strings.Cut(id, "-")
-	if ms, err = strconv.ParseUint(a, 10, 64); err != nil {
-		return 0, 0, errors.New("not a stream id (want <ms>-<seq>)")
+	ms, err = strconv.ParseUint(a, 10, 64)
+	if err == nil && found {
+		seq, err = strconv.ParseUint(c, 10, 64)
 	}
-	if found {
-		if seq, err = strconv.ParseUint(c, 10, 64); err != nil {
-			return 0, 0, errors.New("not a stream id (want <ms>-<seq>)")
-		}
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q is not a stream entry id: want <milliseconds>-<sequence>, e.g. 1700000000000-0", id)
 	}
 	return ms, seq, nil
 }
@@ -221,7 +223,7 @@ func parseStreamID(id string) (ms, seq uint64, err error) {
 // idBefore returns the greatest id smaller than id ("0" for the first), the
 // last-delivered id that makes a group read id next.
 func idBefore(id string) string {
-	ms, seq, _ := parseStreamID(id)
+	ms, seq, _ := ParseStreamID(id)
 	switch {
 	case seq > 0:
 		return fmt.Sprintf("%d-%d", ms, seq-1)
@@ -230,10 +232,6 @@ func idBefore(id string) string {
 	default:
 		return "0"
 	}
-}
-
-func isNoSuchKey(err error) bool {
-	return err != nil && (strings.Contains(err.Error(), "no such key") || strings.Contains(err.Error(), "ERR no such"))
 }
 
 // ReplayRange is the range ReplayInto replays.
@@ -308,7 +306,7 @@ func (b *Bus) replayStream(ctx context.Context, typ, key, group, start, end stri
 			err = errors.Join(err, fmt.Errorf("remove replay group %s from %s: %w", group, key, derr))
 		}
 	}()
-	endMS, endSeq, _ := parseStreamID(strings.TrimPrefix(end, "+"))
+	endMS, endSeq, _ := ParseStreamID(strings.TrimPrefix(end, "+"))
 	if end == "+" {
 		endMS, endSeq = math.MaxUint64, math.MaxUint64
 	} else if !strings.Contains(end, "-") {
@@ -331,7 +329,7 @@ func (b *Bus) replayStream(ctx context.Context, typ, key, group, start, end stri
 			return n, nil
 		}
 		for _, e := range res[0].Messages {
-			ms, seq, _ := parseStreamID(e.ID)
+			ms, seq, _ := ParseStreamID(e.ID)
 			if ms > endMS || (ms == endMS && seq > endSeq) {
 				return n, nil
 			}

@@ -2,11 +2,15 @@ package bus
 
 import (
 	"context"
+	"net"
+	"strconv"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
@@ -14,6 +18,31 @@ import (
 // InstrumentationName names the tracer of the bus's spans (the publisher's
 // "publish <type>" and the router's "process <type>").
 const InstrumentationName = "github.com/shared-infra/eventbus"
+
+// messagingSystem is the spans' messaging.system (the semantic conventions'
+// well-known values name no Redis). The attribute names come from semconv
+// v1.43.0, the newest the otel module in go.mod has; the tracer carries its
+// schema URL. middleware/trace.go uses the same version for "process" spans.
+var messagingSystem = semconv.MessagingSystemKey.String("redis")
+
+// ServerAttributes returns server.address and server.port of the Redis
+// server c talks to, for spans: none for a cluster, ring or Sentinel client,
+// which has no single server.
+func ServerAttributes(c redis.UniversalClient) []attribute.KeyValue {
+	cl, ok := c.(*redis.Client)
+	if !ok {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(cl.Options().Addr) // a Sentinel client's Addr is "FailoverClient"
+	if err != nil {
+		return nil
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return []attribute.KeyValue{semconv.ServerAddress(host)}
+	}
+	return []attribute.KeyValue{semconv.ServerAddress(host), semconv.ServerPort(n)}
+}
 
 // Parent is the event a handler is working on, as seen by the events it
 // publishes: they get its correlation id and its id as causation id.
@@ -64,32 +93,44 @@ type tracer struct {
 	t       trace.Tracer
 	prop    propagation.TextMapPropagator
 	noSpans bool
+	server  []attribute.KeyValue // ServerAttributes of the bus's client
 }
 
-func newTracer(tp trace.TracerProvider) *tracer {
+func newTracer(tp trace.TracerProvider, client redis.UniversalClient) *tracer {
 	noSpans := tp == nil
 	if noSpans {
 		tp = noop.NewTracerProvider()
 	}
-	return &tracer{t: tp.Tracer(InstrumentationName), prop: propagation.TraceContext{}, noSpans: noSpans}
+	return &tracer{
+		t:       tp.Tracer(InstrumentationName, trace.WithSchemaURL(semconv.SchemaURL)),
+		prop:    propagation.TraceContext{},
+		noSpans: noSpans,
+		server:  ServerAttributes(client),
+	}
 }
 
 // enrich sets correlationid, causationid and traceparent/tracestate on msg
 // from ctx, keeping attributes already set (see carry), and returns the
-// producer span started for it (nil without a TracerProvider). The caller
-// ends it.
-func (t *tracer) enrich(ctx context.Context, topic string, msg *message.Message) trace.Span {
+// producer span started for it (nil without a TracerProvider); batch is
+// the number of events of the Publish call. The caller ends it.
+func (t *tracer) enrich(ctx context.Context, topic string, msg *message.Message, batch int) trace.Span {
 	ctx = t.carry(ctx, msg)
 	if t.noSpans {
 		return nil
 	}
+	attrs := append(make([]attribute.KeyValue, 0, 6+len(t.server)),
+		messagingSystem,
+		semconv.MessagingOperationName("publish"),
+		semconv.MessagingOperationTypeSend,
+		semconv.MessagingDestinationName(topic),
+		semconv.MessagingMessageID(msg.UUID),
+	)
+	if batch > 1 { // the conventions: not set for a single message
+		attrs = append(attrs, semconv.MessagingBatchMessageCount(batch))
+	}
+	attrs = append(attrs, t.server...)
 	_, span := t.t.Start(ctx, "publish "+topic, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "redis"),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", topic),
-			attribute.String("messaging.message.id", msg.UUID),
-		))
+		trace.WithAttributes(attrs...))
 	if sc := span.SpanContext(); sc.IsValid() {
 		t.prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), MetadataCarrier(md(msg)))
 	}
@@ -141,6 +182,7 @@ func endSpans(spans []trace.Span, err error) {
 		if err != nil {
 			s.RecordError(err)
 			s.SetStatus(codes.Error, err.Error())
+			s.SetAttributes(semconv.ErrorType(err))
 		}
 		s.End()
 	}

@@ -171,7 +171,7 @@ func (c AuthConfig) Validate() error {
 	if c.Leeway < 0 {
 		errs = append(errs, fmt.Errorf("gateway: AuthConfig: Leeway is %s: must be 0 or more", c.Leeway))
 	}
-	return errors.Join(errs...)
+	return invalidConfig(errs)
 }
 
 // Principal is the authenticated identity behind a connection.
@@ -583,7 +583,7 @@ func (c IngressConfig) Validate() error {
 			seen[k] = i
 		}
 	}
-	return errors.Join(errs...)
+	return invalidConfig(errs)
 }
 
 func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }

@@ -3,8 +3,35 @@ package gateway
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+
+	"github.com/shared-infra/eventbus/bus"
 )
+
+// invalidConfig returns a Validate's problems as one error that is
+// bus.ErrInvalidConfig (errors.Is), as every package's config errors are,
+// or nil without problems.
+func invalidConfig(errs []error) error {
+	if len(errs) == 0 {
+		return nil
+	}
+	return configError(errs)
+}
+
+// configError is the problems of one Validate. Unlike
+// fmt.Errorf("%w: %w", bus.ErrInvalidConfig, errors.Join(errs...)) it
+// unwraps to the problems alone (as errors.Join does), so a caller can
+// still count and walk them.
+type configError []error
+
+func (e configError) Error() string {
+	return fmt.Sprintf("%v: %v", bus.ErrInvalidConfig, errors.Join(e...))
+}
+
+func (e configError) Unwrap() []error { return e }
+
+func (e configError) Is(target error) bool { return target == bus.ErrInvalidConfig }
 
 // Sentinel errors returned by this package. Match them with [errors.Is]; the
 // returned errors wrap them with detail (never with a token or a secret).

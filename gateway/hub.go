@@ -2,21 +2,18 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/cejson"
 )
 
 const (
@@ -404,20 +401,11 @@ func (h *hub) close(timeout time.Duration) error {
 // streamID is a Redis Stream entry id, <ms>-<seq>.
 type streamID struct{ ms, seq uint64 }
 
-// parseStreamID parses "<ms>-<seq>" or "<ms>" (sequence 0).
+// parseStreamID parses "<ms>-<seq>" or "<ms>" (sequence 0) with
+// bus.ParseStreamID.
 func parseStreamID(s string) (streamID, error) {
-	msPart, seqPart, hasSeq := strings.Cut(s, "-")
-	ms, err := strconv.ParseUint(msPart, 10, 64)
-	if err != nil {
-		return streamID{}, fmt.Errorf("%q is not a stream entry id: want <milliseconds>-<sequence>, e.g. 1700000000000-0", s)
-	}
-	var seq uint64
-	if hasSeq {
-		if seq, err = strconv.ParseUint(seqPart, 10, 64); err != nil {
-			return streamID{}, fmt.Errorf("%q is not a stream entry id: want <milliseconds>-<sequence>, e.g. 1700000000000-0", s)
-		}
-	}
-	return streamID{ms, seq}, nil
+	ms, seq, err := bus.ParseStreamID(s)
+	return streamID{ms, seq}, err
 }
 
 func (a streamID) less(b streamID) bool {
@@ -470,7 +458,7 @@ func streamInfoOf(ctx context.Context, c redis.UniversalClient, key string) (str
 	_, _ = pipe.Exec(ctx) // each command's error is read below
 	info, err := infoCmd.Result()
 	if err != nil {
-		if isNoSuchKey(err) {
+		if bus.IsNoSuchKey(err) {
 			return streamInfo{}, nil
 		}
 		return streamInfo{}, fmt.Errorf("XINFO STREAM %s: %w", key, err)
@@ -494,13 +482,6 @@ func streamInfoOf(ctx context.Context, c redis.UniversalClient, key string) (str
 		si.length = 0
 	}
 	return si, nil
-}
-
-// isNoSuchKey reports whether err is Redis's answer to XINFO STREAM on a
-// key that does not exist.
-func isNoSuchKey(err error) bool {
-	var rerr redis.Error
-	return errors.As(err, &rerr) && strings.Contains(strings.ToLower(rerr.Error()), "no such key")
 }
 
 // renderPushEntry decodes x (whose id is sid) and renders it as the SSE
@@ -543,9 +524,9 @@ func decodePushEntry(x redis.XMessage) (pushEvent, error) {
 	if err := bus.ValidateType(md.Get(bus.AttrType)); err != nil {
 		return pushEvent{}, err
 	}
-	data, err := encodeCloudEvent(msg)
+	data, err := cejson.Marshal(msg)
 	if err != nil {
-		return pushEvent{}, err
+		return pushEvent{}, fmt.Errorf("encode event %s as JSON: %w", msg.UUID, err)
 	}
 	return pushEvent{
 		id:        x.ID,
@@ -555,33 +536,4 @@ func decodePushEntry(x redis.XMessage) (pushEvent, error) {
 		broadcast: md.Get(bus.AttrBroadcast) == "true",
 		data:      data,
 	}, nil
-}
-
-// encodeCloudEvent renders msg in CloudEvents structured-mode JSON: every
-// attribute (metadata key not starting with "_") as a string member, and the
-// data as "data" (raw JSON) when the content type is JSON and the data is
-// valid JSON, else as "data_base64". The output has no line breaks, so it is
-// one SSE data line.
-func encodeCloudEvent(msg *message.Message) ([]byte, error) {
-	out := make(map[string]any, len(msg.Metadata)+2)
-	for k, v := range msg.Metadata {
-		if strings.HasPrefix(k, "_") || k == "data" || k == "data_base64" {
-			continue
-		}
-		out[k] = v
-	}
-	out[bus.AttrID] = msg.UUID
-	if len(msg.Payload) > 0 {
-		ct := msg.Metadata.Get(bus.AttrDataContentType)
-		if (ct == "" || bus.IsJSONContentType(ct)) && json.Valid(msg.Payload) {
-			out["data"] = json.RawMessage(msg.Payload)
-		} else {
-			out["data_base64"] = base64.StdEncoding.EncodeToString(msg.Payload)
-		}
-	}
-	b, err := json.Marshal(out)
-	if err != nil {
-		return nil, fmt.Errorf("encode event %s as JSON: %w", msg.UUID, err)
-	}
-	return b, nil
 }

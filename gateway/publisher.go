@@ -45,7 +45,7 @@ func (c IngressPublisherConfig) Validate() error {
 	if strings.ContainsAny(c.Token, "\r\n") {
 		errs = append(errs, errors.New("gateway: IngressPublisherConfig: Token contains a line break"))
 	}
-	return errors.Join(errs...)
+	return invalidConfig(errs)
 }
 
 // NewIngressPublisher returns a watermill-http Publisher that sends each

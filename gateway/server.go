@@ -211,7 +211,7 @@ func (c *Config) setDefaults() {
 // [errors.Join]. It never changes c. Call it after the defaults are applied
 // (New does both); a zero field is reported as invalid here.
 func (c Config) Validate() error {
-	var errs []error
+	var errs []error // from Auth and Ingress, wrapped by their Validate
 	if err := c.Auth.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -222,18 +222,19 @@ func (c Config) Validate() error {
 	if err := ing.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	var own []error
 	if c.MaxBodyBytes < 1 {
-		errs = append(errs, fmt.Errorf("gateway: Config: MaxBodyBytes is %d: must be 1 or more (0 for the default %d)", c.MaxBodyBytes, DefaultMaxBodyBytes))
+		own = append(own, fmt.Errorf("gateway: Config: MaxBodyBytes is %d: must be 1 or more (0 for the default %d)", c.MaxBodyBytes, DefaultMaxBodyBytes))
 	}
 	if c.MaxBatchEvents < 1 {
-		errs = append(errs, fmt.Errorf("gateway: Config: MaxBatchEvents is %d: must be 1 or more (0 for the default %d)", c.MaxBatchEvents, DefaultMaxBatchEvents))
+		own = append(own, fmt.Errorf("gateway: Config: MaxBatchEvents is %d: must be 1 or more (0 for the default %d)", c.MaxBatchEvents, DefaultMaxBatchEvents))
 	}
 	if r := c.RateLimit; r.PerSecond != -1 {
 		if math.IsNaN(r.PerSecond) || math.IsInf(r.PerSecond, 0) || r.PerSecond <= 0 {
-			errs = append(errs, fmt.Errorf("gateway: Config: RateLimit.PerSecond is %v: must be a finite number above 0, or -1 to disable rate limiting", r.PerSecond))
+			own = append(own, fmt.Errorf("gateway: Config: RateLimit.PerSecond is %v: must be a finite number above 0, or -1 to disable rate limiting", r.PerSecond))
 		}
 		if r.Burst < 1 {
-			errs = append(errs, fmt.Errorf("gateway: Config: RateLimit.Burst is %d: must be 1 or more", r.Burst))
+			own = append(own, fmt.Errorf("gateway: Config: RateLimit.Burst is %d: must be 1 or more", r.Burst))
 		}
 	}
 	for name, d := range map[string]time.Duration{
@@ -246,24 +247,24 @@ func (c Config) Validate() error {
 		"ShutdownRetry":     c.ShutdownRetry,
 	} {
 		if d < time.Millisecond {
-			errs = append(errs, fmt.Errorf("gateway: Config: %s is %s: must be at least 1ms (0 for the default)", name, d))
+			own = append(own, fmt.Errorf("gateway: Config: %s is %s: must be at least 1ms (0 for the default)", name, d))
 		}
 	}
 	if c.StuckAfter <= c.ReadBlock {
-		errs = append(errs, fmt.Errorf("gateway: Config: StuckAfter is %s: must exceed ReadBlock (%s), or the reader's every blocking read would look stuck (0 for the default %s)", c.StuckAfter, c.ReadBlock, DefaultStuckAfter))
+		own = append(own, fmt.Errorf("gateway: Config: StuckAfter is %s: must exceed ReadBlock (%s), or the reader's every blocking read would look stuck (0 for the default %s)", c.StuckAfter, c.ReadBlock, DefaultStuckAfter))
 	}
 	if c.ClientBuffer < 1 {
-		errs = append(errs, fmt.Errorf("gateway: Config: ClientBuffer is %d: must be 1 or more (0 for the default %d)", c.ClientBuffer, DefaultClientBuffer))
+		own = append(own, fmt.Errorf("gateway: Config: ClientBuffer is %d: must be 1 or more (0 for the default %d)", c.ClientBuffer, DefaultClientBuffer))
 	}
 	if c.ReplayPage < 1 {
-		errs = append(errs, fmt.Errorf("gateway: Config: ReplayPage is %d: must be 1 or more (0 for the default %d)", c.ReplayPage, DefaultReplayPage))
+		own = append(own, fmt.Errorf("gateway: Config: ReplayPage is %d: must be 1 or more (0 for the default %d)", c.ReplayPage, DefaultReplayPage))
 	}
 	for i, o := range c.AllowedOrigins {
 		if o == "" {
-			errs = append(errs, fmt.Errorf("gateway: Config: AllowedOrigins[%d] is empty: use an origin such as \"https://app.example.com\", or \"*\"", i))
+			own = append(own, fmt.Errorf("gateway: Config: AllowedOrigins[%d] is empty: use an origin such as \"https://app.example.com\", or \"*\"", i))
 		}
 	}
-	return errors.Join(errs...)
+	return errors.Join(append(errs, invalidConfig(own))...)
 }
 
 // Gateway is the HTTP side of the bus: CloudEvents ingress

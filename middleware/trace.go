@@ -7,6 +7,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
@@ -28,18 +29,23 @@ type Tracing struct {
 	// carries the trace context (what a no-op tracer's span would do) and
 	// builds no span, name or attributes for each event.
 	noSpans bool
+	attrs   []attribute.KeyValue // set on every span (server.address, server.port)
 }
 
-// NewTracing returns a Tracing using tp (nil: no spans recorded).
-func NewTracing(tp trace.TracerProvider) *Tracing {
+// NewTracing returns a Tracing using tp (nil: no spans recorded). attrs are
+// set on every span: the router passes bus.ServerAttributes of its bus's
+// client. Attribute names are those of semconv v1.43.0, as the bus's
+// "publish" spans; the tracer carries that schema URL.
+func NewTracing(tp trace.TracerProvider, attrs ...attribute.KeyValue) *Tracing {
 	noSpans := tp == nil
 	if noSpans {
 		tp = noop.NewTracerProvider()
 	}
 	return &Tracing{
-		tracer:  tp.Tracer(bus.InstrumentationName),
+		tracer:  tp.Tracer(bus.InstrumentationName, trace.WithSchemaURL(semconv.SchemaURL)),
 		prop:    propagation.TraceContext{},
 		noSpans: noSpans,
+		attrs:   attrs,
 	}
 }
 
@@ -71,20 +77,23 @@ func (t *Tracing) process(ctx context.Context, msg *message.Message, corr string
 	typ := msg.Metadata.Get(bus.AttrType)
 	ctx, span := t.tracer.Start(ctx, "process "+typ, trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
-			attribute.String("messaging.system", "redis"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", typ),
-			attribute.String("messaging.message.id", msg.UUID),
-			attribute.String("messaging.consumer.group.name", msg.Metadata.Get(bus.MetaGroup)),
-			attribute.String("messaging.message.conversation_id", corr),
+			semconv.MessagingSystemKey.String("redis"),
+			semconv.MessagingOperationName("process"),
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(typ),
+			semconv.MessagingMessageID(msg.UUID),
+			semconv.MessagingConsumerGroupName(msg.Metadata.Get(bus.MetaGroup)),
+			semconv.MessagingMessageConversationID(corr),
 			attribute.Int("eventbus.attempt", Attempts(msg)),
-		))
+		),
+		trace.WithAttributes(t.attrs...))
 	defer span.End()
 	msg.SetContext(ctx)
 	out, err := h(msg)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, err.Error())
+		span.SetAttributes(semconv.ErrorType(err))
 	}
 	return out, err
 }

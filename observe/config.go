@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shared-infra/eventbus/bus"
 )
 
 // Defaults for Config. A zero field takes its default.
@@ -24,8 +26,9 @@ const (
 
 // Sentinel errors.
 var (
-	// ErrInvalidConfig wraps every problem Config.Validate reports.
-	ErrInvalidConfig = errors.New("invalid observe config")
+	// ErrInvalidConfig wraps every problem Config.Validate reports. It wraps
+	// bus.ErrInvalidConfig, as every package's config errors do.
+	ErrInvalidConfig = fmt.Errorf("observe: %w", bus.ErrInvalidConfig)
 	// ErrRouterRunning is returned by New for a router that already runs:
 	// the Watermill middleware and decorators New adds would miss its handlers.
 	ErrRouterRunning = errors.New("router already running: call observe.New before Router.Run")

@@ -341,6 +341,7 @@ func TestConfigValidateReportsEveryProblem(t *testing.T) {
 		LagDegradedThreshold: -5, RedisTimeout: -1, ErrorWindow: time.Millisecond,
 	}.Validate()
 	require.ErrorIs(t, err, observe.ErrInvalidConfig)
+	require.ErrorIs(t, err, bus.ErrInvalidConfig, "as in every package")
 	for _, want := range []string{"not a prometheus.Gatherer", "LagDegradedThreshold -5", "RedisTimeout -1ns", "ErrorWindow 1ms"} {
 		assert.Contains(t, err.Error(), want)
 	}

@@ -67,7 +67,7 @@ func New(r *router.Router, cfg Config, logger watermill.LoggerAdapter) (*Observe
 		r: r, bus: r.Bus(), cfg: cfg, logger: logger, start: time.Now(),
 		window:  newErrorWindow(cfg.ErrorWindow),
 		state:   &routerState{wm: wm},
-		redact:  credentialRedactor(r.Bus()),
+		redact:  bus.Redactor(r.Bus().Config().RedisURL, r.Bus().Client()),
 		closing: make(chan struct{}),
 	}
 	if cfg.Registerer != nil {

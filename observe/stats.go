@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -229,7 +228,7 @@ func (o *Observer) readRedis(ctx context.Context, handlers map[string]string) re
 			groups, gerr := c.groups.Result()
 			length, lerr := c.length.Result()
 			switch {
-			case gerr != nil && isNoSuchKey(gerr):
+			case gerr != nil && bus.IsNoSuchKey(gerr):
 				sl.GroupExists = false // no stream yet: nothing to lag behind
 			case gerr != nil:
 				return o.redisDown(gerr, "XINFO GROUPS "+sl.Stream)
@@ -261,8 +260,6 @@ func (o *Observer) readRedis(ctx context.Context, handlers map[string]string) re
 	return rs
 }
 
-func isNoSuchKey(err error) bool { return strings.Contains(err.Error(), "no such key") }
-
 func (o *Observer) redisDown(err error, what string) redisState {
 	text := err.Error()
 	if errors.Is(err, context.DeadlineExceeded) {
@@ -272,44 +269,5 @@ func (o *Observer) redisDown(err error, what string) redisState {
 	return redisState{
 		check: RedisCheck{Status: StatusDown, Error: msg},
 		err:   fmt.Errorf("redis: %s", msg),
-	}
-}
-
-// credentialRedactor returns a function that removes the Redis credentials
-// of b (user name and password, from its URL or its client's options) from a
-// text. go-redis errors do not contain them, but an address or a wrapped
-// error might: what the observer prints never does.
-func credentialRedactor(b *bus.Bus) func(string) string {
-	var secrets []string
-	if u := b.Config().RedisURL; u != "" {
-		if i := strings.Index(u, "://"); i >= 0 {
-			rest := u[i+3:]
-			if j := strings.LastIndexByte(rest, '@'); j > 0 {
-				secrets = append(secrets, rest[:j]) // "user:password"
-			}
-		}
-		if p, err := bus.ParseRedisURL(u); err == nil {
-			secrets = append(secrets, p.Password()...)
-		}
-	}
-	switch c := b.Client().(type) {
-	case *redis.Client:
-		secrets = append(secrets, c.Options().Password)
-	case *redis.ClusterClient:
-		secrets = append(secrets, c.Options().Password)
-	case *redis.Ring:
-		secrets = append(secrets, c.Options().Password)
-	}
-	var keep []string
-	for _, s := range secrets {
-		if s != "" {
-			keep = append(keep, s)
-		}
-	}
-	return func(s string) string {
-		for _, secret := range keep {
-			s = strings.ReplaceAll(s, secret, "xxxxx")
-		}
-		return s
 	}
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shared-infra/eventbus/bus"
 )
 
 // Defaults of Config and ForwarderConfig.
@@ -20,7 +22,8 @@ const (
 )
 
 // ErrInvalidConfig wraps every configuration problem reported by Validate.
-var ErrInvalidConfig = errors.New("outbox: invalid config")
+// It wraps bus.ErrInvalidConfig, as every package's config errors do.
+var ErrInvalidConfig = fmt.Errorf("outbox: %w", bus.ErrInvalidConfig)
 
 var tableName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 

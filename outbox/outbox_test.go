@@ -128,9 +128,11 @@ func TestNilTransaction(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	_, err := outbox.New(outbox.Config{Table: "Bad-Name"}, nil)
 	require.ErrorIs(t, err, outbox.ErrInvalidConfig)
+	require.ErrorIs(t, err, bus.ErrInvalidConfig, "as in every package")
 	require.ErrorContains(t, err, `table "Bad-Name" must match`)
 	require.ErrorContains(t, err, "Bus is nil")
 	_, err = outbox.NewForwarder(nil, nil, outbox.ForwarderConfig{BatchSize: -1}, nil)
+	require.ErrorIs(t, err, bus.ErrInvalidConfig)
 	require.ErrorContains(t, err, "BatchSize -1 must be between 1 and 10000")
 	require.ErrorContains(t, err, "db is nil")
 	require.ErrorContains(t, err, "publisher is nil")

@@ -97,7 +97,7 @@ func (c WorkerConfig) Validate() error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return fmt.Errorf("photo: invalid worker config: %w", errors.Join(errs...))
+	return fmt.Errorf("photo: WorkerConfig: %w: %w", bus.ErrInvalidConfig, errors.Join(errs...))
 }
 
 func validSizeName(name string) bool {

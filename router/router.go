@@ -66,7 +66,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Router, error
 	}
 	v := middleware.NewValidator(b.Schemas())
 	v.AllowLegacy = cfg.AllowLegacy
-	tr := middleware.NewTracing(b.Config().TracerProvider)
+	tr := middleware.NewTracing(b.Config().TracerProvider, bus.ServerAttributes(b.Client())...)
 	r := &Router{
 		bus: b, cfg: cfg, logger: logger, wm: wm, tracing: tr, validator: v,
 		handlers: map[string]*handlerEntry{},

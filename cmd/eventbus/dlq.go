@@ -203,7 +203,7 @@ func checkDLQID(id string) error {
 	if !entryIDRe.MatchString(id) {
 		return usagef("invalid dead-letter id %q: ids look like 1700000000000-0 (see eventbus dlq list)", id)
 	}
-	if _, _, err := parseStreamID(id); err != nil {
+	if _, _, err := bus.ParseStreamID(id); err != nil {
 		return usagef("invalid dead-letter id %q: %v", id, err)
 	}
 	return nil

@@ -2,12 +2,9 @@ package main
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"maps"
-	"slices"
-	"strconv"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -16,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/shared-infra/eventbus/bus"
+	"github.com/shared-infra/eventbus/internal/cejson"
 )
 
 // entry is one stream entry decoded for output.
@@ -37,18 +35,30 @@ func decodeEntry(topic string, x redis.XMessage) entry {
 	return e
 }
 
-// firstAttrs are the attributes written first, in this order; the others
-// follow sorted by name.
-var firstAttrs = []string{
-	bus.AttrSpecVersion, bus.AttrID, bus.AttrType, bus.AttrSource, bus.AttrTime,
-	bus.AttrDataContentType, bus.AttrDataSchema, bus.AttrSubject,
-}
-
-// JSON returns the entry as one line of JSON: a CloudEvents JSON object
-// (attributes, then "streamid", the Redis entry id if known, then "data", or
-// "data_base64" for binary data). A malformed entry is written as
+// JSON returns the entry as one line of JSON: the event in CloudEvents JSON,
+// as the gateway's SSE stream has it (internal/cejson), with the Redis entry
+// id as the member "streamid" when known. A malformed entry is written as
 // {"streamid", "type", "malformed": reason, "fields": the raw entry}.
 func (e entry) JSON() []byte {
+	if e.Malformed != "" {
+		return e.malformedJSON()
+	}
+	ev := cejson.Event(e.Msg)
+	if ev.Type() == "" { // a watermill-redisstream entry may have none
+		ev.SetType(e.Topic)
+	}
+	if e.StreamID != "" {
+		ev.SetExtension("streamid", e.StreamID)
+	}
+	b, err := ev.MarshalJSON()
+	if err != nil { // the SDK's writer fails only on a writer error
+		return e.malformedJSON()
+	}
+	return b
+}
+
+// malformedJSON is JSON's form for an entry that is not a valid event.
+func (e entry) malformedJSON() []byte {
 	var b bytes.Buffer
 	b.WriteByte('{')
 	n := 0
@@ -66,54 +76,16 @@ func (e entry) JSON() []byte {
 		writeJSONString(&sb, s)
 		return sb.Bytes()
 	}
-	if e.Malformed != "" {
-		if e.StreamID != "" {
-			field("streamid", str(e.StreamID))
-		}
-		field("type", str(e.Topic))
-		field("malformed", str(e.Malformed))
-		raw := e.Msg.Payload
-		if _, ok := bus.IsMalformed(e.Msg); !ok { // a valid entry of the wrong stream
-			raw, _ = json.Marshal(e.Msg.Metadata)
-		}
-		field("fields", compactJSON(raw))
-		b.WriteByte('}')
-		return b.Bytes()
-	}
-	md := e.Msg.Metadata
-	attrs := maps.Clone(md)
-	if attrs[bus.AttrID] == "" {
-		attrs[bus.AttrID] = e.Msg.UUID
-	}
-	if attrs[bus.AttrType] == "" {
-		attrs[bus.AttrType] = e.Topic
-	}
-	for _, k := range firstAttrs {
-		if v, ok := attrs[k]; ok {
-			field(k, str(v))
-			delete(attrs, k)
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(attrs)) {
-		if strings.HasPrefix(k, "_") {
-			continue // local metadata (watermill's, the bus's)
-		}
-		field(k, str(attrs[k]))
-	}
 	if e.StreamID != "" {
 		field("streamid", str(e.StreamID))
 	}
-	if data := e.Msg.Payload; len(data) > 0 {
-		ct := md.Get(bus.AttrDataContentType)
-		switch {
-		case (ct == "" || bus.IsJSONContentType(ct)) && json.Valid(data):
-			field("data", compactJSON(data))
-		case utf8.Valid(data):
-			field("data", str(string(data)))
-		default:
-			field("data_base64", str(base64.StdEncoding.EncodeToString(data)))
-		}
+	field("type", str(e.Topic))
+	field("malformed", str(e.Malformed))
+	raw := e.Msg.Payload
+	if _, ok := bus.IsMalformed(e.Msg); !ok { // a valid entry of the wrong stream
+		raw, _ = json.Marshal(e.Msg.Metadata)
 	}
+	field("fields", compactJSON(raw))
 	b.WriteByte('}')
 	return b.Bytes()
 }
@@ -186,10 +158,9 @@ func writeJSONString(b *bytes.Buffer, s string) {
 
 // streamIDTime is the time in a stream entry id ("<ms>-<seq>").
 func streamIDTime(id string) time.Time {
-	ms, _, _ := strings.Cut(id, "-")
-	n, err := strconv.ParseInt(ms, 10, 64)
-	if err != nil {
+	ms, _, err := bus.ParseStreamID(id)
+	if err != nil || ms > math.MaxInt64 {
 		return time.Time{}
 	}
-	return time.UnixMilli(n)
+	return time.UnixMilli(int64(ms))
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/shared-infra/eventbus/internal/cejson/cejsontest"
 )
 
 func TestParseFrom(t *testing.T) {
@@ -57,27 +59,16 @@ func TestStreamIDs(t *testing.T) {
 }
 
 func TestEntryJSON(t *testing.T) {
-	x := redis.XMessage{ID: "1700000000000-0", Values: map[string]any{
-		"id": "e1", "type": "photo.uploaded", "source": "svc", "specversion": "1.0",
-		"time": "2026-01-02T03:04:05.123456789Z", "datacontenttype": "application/json",
-		"subject": "p-1", "room": "r", "zeta": "z", "data": "{\n  \"a\": 1\n}",
-	}}
-	got := string(decodeEntry("photo.uploaded", x).JSON())
-	want := `{"specversion":"1.0","id":"e1","type":"photo.uploaded","source":"svc","time":"2026-01-02T03:04:05.123456789Z",` +
-		`"datacontenttype":"application/json","subject":"p-1","room":"r","zeta":"z","streamid":"1700000000000-0","data":{"a":1}}`
-	if got != want {
-		t.Errorf("JSON\n got %s\nwant %s", got, want)
+	// The same bytes as the gateway's SSE data (gateway TestPushEntryJSON),
+	// plus the entry id.
+	for _, c := range cejsontest.Entries(t) {
+		got := string(decodeEntry("photo.uploaded", c.XMessage()).JSON())
+		sid := `,"streamid":"` + c.StreamID + `"`
+		if !strings.Contains(got, sid) || strings.Replace(got, sid, "", 1) != c.JSON {
+			t.Errorf("%s: JSON\n got %s\nwant %s with %s", c.Name, got, c.JSON, sid)
+		}
 	}
-
-	// Text and binary data.
-	x.Values["datacontenttype"], x.Values["data"] = "text/plain", "<disk full>"
-	if got := decodeEntry("photo.uploaded", x).JSON(); !strings.Contains(string(got), `"data":"<disk full>"`) {
-		t.Errorf("text data: %s", got)
-	}
-	x.Values["datacontenttype"], x.Values["data"] = "application/octet-stream", "\xff\xfe"
-	if got := decodeEntry("photo.uploaded", x).JSON(); !strings.Contains(string(got), `"data_base64":"//4="`) {
-		t.Errorf("binary data: %s", got)
-	}
+	x := cejsontest.Entries(t)[0].XMessage()
 
 	// A malformed entry is shown, never dropped.
 	bad := decodeEntry("photo.uploaded", redis.XMessage{ID: "1-0", Values: map[string]any{"garbage": "1"}})

@@ -148,7 +148,7 @@ func parseReplayTime(flag, s string) (bus.ReplayFrom, error) {
 		return bus.ReplayFrom{ID: "0"}, nil
 	}
 	if entryIDRe.MatchString(s) {
-		if _, _, err := parseStreamID(s); err != nil {
+		if _, _, err := bus.ParseStreamID(s); err != nil {
 			return bus.ReplayFrom{}, usagef("invalid %s %q: %v", flag, s, err)
 		}
 		return bus.ReplayFrom{ID: s}, nil

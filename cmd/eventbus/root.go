@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -46,22 +45,9 @@ func (g *globals) redisURL() string {
 	return defaultRedisURL
 }
 
-// redact removes the Redis password from s, wherever it appears.
+// redact removes the Redis credentials from s, wherever they appear.
 func (g *globals) redact(s string) string {
-	raw := g.redisURL()
-	if u, err := url.Parse(raw); err == nil && u.User != nil {
-		if pw, ok := u.User.Password(); ok && pw != "" {
-			s = strings.ReplaceAll(s, pw, "xxxxx")
-		}
-	}
-	// An unparsable URL may still hold credentials: hide "user:pass@".
-	if i := strings.Index(raw, "://"); i >= 0 {
-		rest := raw[i+3:]
-		if j := strings.LastIndexByte(rest, '@'); j > 0 {
-			s = strings.ReplaceAll(s, rest[:j], "xxxxx")
-		}
-	}
-	return s
+	return bus.Redactor(g.redisURL(), nil)(s)
 }
 
 // config returns the bus configuration of the flags, checking it without

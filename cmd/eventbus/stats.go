@@ -178,7 +178,7 @@ func collectStats(ctx context.Context, c redis.UniversalClient, cfg bus.Config, 
 	for i, t := range types {
 		s := streamStats{Type: t, Key: cfg.StreamKey(t), Groups: []groupStats{}, entriesRead: map[string]int64{}}
 		info, err := infos[i].Result()
-		if isNoSuchKey(err) {
+		if bus.IsNoSuchKey(err) {
 			s.Missing = true
 			rep.Streams = append(rep.Streams, s)
 			continue
@@ -188,7 +188,7 @@ func collectStats(ctx context.Context, c redis.UniversalClient, cfg bus.Config, 
 		}
 		s.Length, s.EntriesAdded, s.LastID = info.Length, info.EntriesAdded, info.LastGeneratedID
 		gs, err := groups[i].Result()
-		if err != nil && !isNoSuchKey(err) {
+		if err != nil && !bus.IsNoSuchKey(err) {
 			return rep, err
 		}
 		for _, gr := range gs {
@@ -215,11 +215,6 @@ func collectStats(ctx context.Context, c redis.UniversalClient, cfg bus.Config, 
 		return rep, err
 	}
 	return rep, nil
-}
-
-func isNoSuchKey(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) && strings.Contains(re.Error(), "no such key")
 }
 
 // addRates fills the per-second rates of rep from the earlier sample first.

@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -100,7 +99,7 @@ func parseFrom(s string) (id string, ago time.Duration, err error) {
 		if !strings.Contains(s, "-") {
 			s += "-0"
 		}
-		if _, _, err := parseStreamID(s); err != nil {
+		if _, _, err := bus.ParseStreamID(s); err != nil {
 			return "", 0, usagef("invalid --from %q: %v", s, err)
 		}
 		return s, 0, nil
@@ -311,23 +310,9 @@ func (t *tailer) print(res []redis.XStream) (bool, error) {
 	return t.opts.count > 0 && t.seen >= t.opts.count, nil
 }
 
-// parseStreamID splits "<ms>-<seq>".
-func parseStreamID(id string) (ms, seq uint64, err error) {
-	a, b, _ := strings.Cut(id, "-")
-	if ms, err = strconv.ParseUint(a, 10, 64); err != nil {
-		return 0, 0, fmt.Errorf("entry id %q: milliseconds out of range", id)
-	}
-	if b != "" {
-		if seq, err = strconv.ParseUint(b, 10, 64); err != nil {
-			return 0, 0, fmt.Errorf("entry id %q: sequence out of range", id)
-		}
-	}
-	return ms, seq, nil
-}
-
 func compareStreamIDs(a, b string) int {
-	am, as, _ := parseStreamID(a)
-	bm, bs, _ := parseStreamID(b)
+	am, as, _ := bus.ParseStreamID(a)
+	bm, bs, _ := bus.ParseStreamID(b)
 	if c := cmp.Compare(am, bm); c != 0 {
 		return c
 	}

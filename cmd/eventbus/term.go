@@ -1,13 +1,14 @@
 package main
 
-import "os"
+import (
+	"os"
 
-// isTerminal reports whether f is a terminal. /dev/null is a character device
-// but not a terminal: a command run with no input (cron, CI, exec without
-// stdin) is treated as non-interactive.
+	"golang.org/x/term"
+)
+
+// isTerminal reports whether f is a terminal (golang.org/x/term: a termios
+// ioctl, so /dev/null, a character device, is not one: a command run with no
+// input — cron, CI, exec without stdin — is treated as non-interactive).
 func isTerminal(f *os.File) bool {
-	if f == nil {
-		return false
-	}
-	return isTTY(f)
+	return f != nil && term.IsTerminal(int(f.Fd()))
 }

@@ -21,7 +21,6 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/internal/rediskeys"
 )
 
@@ -154,7 +154,7 @@ func newClient() (redis.UniversalClient, string, error) {
 			EnvClusterAddrs + "=" + strings.Join(addrs, ","), nil
 	}
 	raw := URL()
-	where := redactURL(raw)
+	where := bus.RedactURL(raw)
 	opts, err := redis.ParseURL(raw)
 	if err != nil {
 		return nil, where, fmt.Errorf("%s=%s is not a valid Redis URL (want redis://[user:pass@]host:port/db or rediss://...): %w",
@@ -187,15 +187,6 @@ func addCA(cfg *tls.Config) error {
 	}
 	cfg.RootCAs = pool
 	return nil
-}
-
-// redactURL hides the password in a URL for messages.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }
 
 // deletePrefix deletes every key starting with prefix from the test Redis,
