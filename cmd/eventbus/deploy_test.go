@@ -303,7 +303,7 @@ type k8sObject struct {
 		// A Service's selector is the labels; a Deployment's and a
 		// PodDisruptionBudget's holds them under matchLabels.
 		Selector map[string]any `yaml:"selector"`
-		Ports []struct {
+		Ports    []struct {
 			Name       string `yaml:"name"`
 			Port       int    `yaml:"port"`
 			TargetPort string `yaml:"targetPort"`
