@@ -506,7 +506,7 @@ func TestK8sManifestsMatchTheBinary(t *testing.T) {
 	}
 	need := time.Duration(c.Lifecycle.PreStop.Sleep.Seconds)*time.Second + gatewayShutdownBound
 	if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < need {
-		t.Errorf("gateway terminationGracePeriodSeconds %v, want at least %s (preStop sleep + 3 x gateway.DefaultCloseTimeout)", g, need)
+		t.Errorf("gateway terminationGracePeriodSeconds %s, want at least %s (preStop sleep + 3 x gateway.DefaultCloseTimeout)", seconds(g), need)
 	}
 	checkVolumes(t, objs, "gateway", pod)
 
@@ -534,11 +534,19 @@ func TestK8sManifestsMatchTheBinary(t *testing.T) {
 	}
 	checkProbes(t, "worker", wc, wc.Ports[0].Name)
 	if g := wp.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second < bus.DefaultCloseTimeout {
-		t.Errorf("worker terminationGracePeriodSeconds %v, want at least bus.DefaultCloseTimeout %s", g, bus.DefaultCloseTimeout)
+		t.Errorf("worker terminationGracePeriodSeconds %s, want at least bus.DefaultCloseTimeout %s", seconds(g), bus.DefaultCloseTimeout)
 	}
 	podEnv(t, objs, wc) // every secret it names exists
 	checkSelector(t, w, w)
 	checkVolumes(t, objs, "worker", wp)
+}
+
+// seconds prints an optional number of seconds.
+func seconds(s *int) string {
+	if s == nil {
+		return "unset (30s)"
+	}
+	return strconv.Itoa(*s) + "s"
 }
 
 func checkProbes(t *testing.T, what string, c k8sContainer, port string) {
