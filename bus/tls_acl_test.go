@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,12 +17,16 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/shared-infra/eventbus/bus"
 	"github.com/shared-infra/eventbus/gateway"
+	"github.com/shared-infra/eventbus/middleware"
+	"github.com/shared-infra/eventbus/observe"
+	"github.com/shared-infra/eventbus/router"
 )
 
 // tlsAdmin is a client of the admin user scripts/redis-tls.sh creates next
@@ -318,6 +323,55 @@ func TestTLSACLUserRunsEveryBusFeature(t *testing.T) {
 	_, err = b.ResetGroup(ctx, "acl-pattern", bus.ReplayFrom{ID: "0"}, bus.ResetGroupOptions{})
 	require.NoError(t, err)
 
+	// A worker: a router handler (handled-event dedup, a permanent failure
+	// dead-lettered by the router) and observe's probes, stats and metrics.
+	rlog := &tlsLogger{}
+	r, err := router.New(b, router.Config{Subscriber: fastSub("")}, rlog)
+	require.NoError(t, err)
+	handled := make(chan string, 64)
+	require.NoError(t, router.Handle(r, "acl-worker", typ, func(_ context.Context, ev bus.Event[uploaded]) error {
+		if ev.Data.PhotoID == "poison" {
+			return middleware.Permanent(errors.New("poisoned"))
+		}
+		handled <- ev.ID
+		return nil
+	}, router.WithDedup(time.Minute)))
+	obs, err := observe.New(r, observe.Config{Registerer: prometheus.NewRegistry()}, rlog)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = obs.Close() })
+	mux := http.NewServeMux()
+	obs.Mount(mux)
+	osrv := httptest.NewServer(mux)
+	t.Cleanup(osrv.Close)
+	rctx, rcancel := context.WithCancel(ctx)
+	rdone := make(chan error, 1)
+	go func() { rdone <- r.Run(rctx) }()
+	t.Cleanup(func() { rcancel(); <-rdone; _ = r.Close() })
+	<-r.Running()
+	okID, err := bus.Publish(ctx, b.Publisher(), typ, uploaded{PhotoID: "worker-ok"})
+	require.NoError(t, err)
+	_, err = bus.Publish(ctx, b.Publisher(), typ, uploaded{PhotoID: "poison"})
+	require.NoError(t, err)
+	waitID(t, handled, okID)
+	require.Eventually(t, func() bool {
+		n, err := b.DeadLetters().Len(ctx)
+		return err == nil && n == 1
+	}, 10*time.Second, 20*time.Millisecond, "the router dead-letters the poisoned event")
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(osrv.URL + observe.PathReadyz)
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 10*time.Second, 20*time.Millisecond, "the worker's /readyz answers 200")
+	for _, path := range []string{observe.PathHealthz, observe.PathStats, observe.PathMetrics} {
+		resp, err := http.Get(osrv.URL + path)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, path)
+	}
+
 	// The gateway: ingress with an API key (shared rate limit in Redis),
 	// the push stream to a browser in room lobby.
 	secret := []byte("acl-test-secret-of-at-least-32-bytes!")
@@ -385,7 +439,9 @@ func TestTLSACLUserRunsEveryBusFeature(t *testing.T) {
 		push, _ := admin.XRange(ctx, b.Config().PushKey(), "-", "+").Result()
 		t.Fatalf("the browser got no event; push stream: %v", push)
 	}
-	assert.Equal(t, "acl-ingress", receive(t, exactCh, 1, 10*time.Second)[0].UUID)
+	for m := nextMsg(t, exactCh); m.UUID != "acl-ingress"; m = nextMsg(t, exactCh) {
+		m.Ack() // the worker's events, published meanwhile
+	}
 	rateKeys, err := admin.Keys(ctx, "rate:"+prefix+"*").Result()
 	require.NoError(t, err)
 	assert.NotEmpty(t, rateKeys, "the ingress rate limit lives in Redis")
@@ -400,7 +456,32 @@ func TestTLSACLUserRunsEveryBusFeature(t *testing.T) {
 
 	assert.Empty(t, aclDenials(t, admin, "eventbus"), "commands, keys or channels the deploy ACL line denied")
 	for _, line := range logger.all() {
-		assert.False(t, strings.HasPrefix(line, "ERROR") || strings.Contains(line, "NOPERM"), "logged: %s", line)
+		assert.False(t, strings.HasPrefix(line, "ERROR") || denied(line), "logged: %s", line)
+	}
+	for _, line := range rlog.all() { // the router logs the dead letter as an error
+		assert.False(t, denied(line), "logged: %s", line)
+	}
+}
+
+// denied tells a line that holds an ACL refusal, of a command or of one in a
+// script.
+func denied(line string) bool {
+	return strings.Contains(line, "NOPERM") || strings.Contains(line, "can't run this command")
+}
+
+// waitID reads ids from ch until id comes.
+func waitID(t *testing.T, ch <-chan string, id string) {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case got := <-ch:
+			if got == id {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%s was not handled in 10s", id)
+		}
 	}
 }
 
