@@ -28,7 +28,8 @@
 # Example:
 #   scripts/redis-tls.sh start /tmp/rtls
 #   set -a; . /tmp/rtls/env; set +a
-#   REDIS_URL=$REDIS_TLS_URL go test ./internal/redistest/
+#   go test -tags tls -run TLS ./bus/      # as the least-privilege user
+#   REDIS_URL=$REDIS_TLS_ADMIN_URL …        # as the admin (any key prefix)
 #   scripts/redis-tls.sh stop /tmp/rtls
 set -euo pipefail
 
