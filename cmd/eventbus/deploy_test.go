@@ -36,11 +36,11 @@ const repoRoot = "../.."
 
 // serveFlag is one flag of `eventbus serve --help`.
 type serveFlag struct {
-	name, env, def string
+	name, usage, env, def string
 }
 
 var (
-	helpFlagRe = regexp.MustCompile(`^\s+(?:-\w, )?--([a-z-]+)\b.*?\[\$(EVENTBUS_[A-Z0-9_]+)\](?: \(default (.*)\))?$`)
+	helpFlagRe = regexp.MustCompile(`^\s+(?:-\w, )?--([a-z-]+)(?: \w+)?\s+(.*?) \[\$(EVENTBUS_[A-Z0-9_]+)\](?: \(default (.*)\))?$`)
 	envNameRe  = regexp.MustCompile(`\b(EVENTBUS_[A-Z0-9_]+|REDIS_URL)\b`)
 )
 
@@ -60,7 +60,7 @@ func serveHelp(t *testing.T) (help string, flags []serveFlag, accepted map[strin
 	}
 	for l := range strings.SplitSeq(help, "\n") {
 		if m := helpFlagRe.FindStringSubmatch(l); m != nil {
-			flags = append(flags, serveFlag{name: m[1], env: m[2], def: m[3]})
+			flags = append(flags, serveFlag{name: m[1], usage: m[2], env: m[3], def: m[4]})
 		}
 	}
 	if len(flags) < 10 {
@@ -680,7 +680,17 @@ func TestDeployDocMatches(t *testing.T) {
 	}
 	for name := range accepted {
 		if _, ok := rows[name]; !ok {
-			t.Errorf("docs/deploy.md's variable table has no row for %s (serve --help names it)", name)
+			row := "| `" + name + "` | — | — | … |"
+			for _, f := range flags {
+				if f.env == name {
+					def := "—"
+					if f.def != "" {
+						def = "`" + strings.Trim(f.def, `"`) + "`"
+					}
+					row = "| `" + name + "` | `--" + f.name + "` | " + def + " | " + f.usage + " |"
+				}
+			}
+			t.Errorf("docs/deploy.md's variable table has no row for %s (serve --help names it); add:\n%s", name, row)
 		}
 	}
 	for name := range rows {
