@@ -36,7 +36,7 @@ test-cluster:
 test-faults:
 	scripts/with-redis.sh $(GO) test $(TESTFLAGS) -tags faults ./faults/
 
-## test-tls: the bus over rediss:// with an ACL user, against a TLS Redis started on loopback
+## test-tls: the bus, a worker and the gateway over rediss:// as the least-privilege ACL user of deploy/redis-acl.conf, against a TLS Redis started on loopback
 test-tls:
 	@dir=$$(mktemp -d); trap 'scripts/redis-tls.sh stop "$$dir"' EXIT; \
 	  scripts/redis-tls.sh start "$$dir" && set -a && . "$$dir/env" && set +a && \

@@ -25,6 +25,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -140,10 +141,14 @@ func roundTrip(t *testing.T, b *bus.Bus) {
 	require.NoError(t, sub.Close())
 }
 
-func tlsPrefix() string { return "test:tls-" + watermill.NewShortUUID()[:8] + ":" }
+// tlsPrefix is a key prefix of the test's own under the default prefix,
+// which the least-privilege ACL user of the TLS server is confined to.
+func tlsPrefix() string { return bus.DefaultStreamPrefix + "tls-" + watermill.NewShortUUID()[:8] + ":" }
 
-// cleanupTLSPrefix deletes the test's keys (redistest only knows REDIS_URL).
-func cleanupTLSPrefix(t *testing.T, c *redis.Client, prefix string) {
+// cleanupTLSPrefix deletes the test's keys through the admin user (the bus's
+// user may not UNLINK; redistest only knows REDIS_URL).
+func cleanupTLSPrefix(t *testing.T, prefix string) {
+	c := tlsAdmin(t)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -159,14 +164,12 @@ func cleanupTLSPrefix(t *testing.T, c *redis.Client, prefix string) {
 func TestTLSEndToEndWithACLUser(t *testing.T) {
 	rawURL, password, caFile := tlsEnv(t)
 	c := tlsClient(t, rawURL, caFile)
-	whoami, err := c.Do(t.Context(), "ACL", "WHOAMI").Text()
-	require.NoError(t, err)
-	assert.Equal(t, "eventbus", whoami)
+	assert.Equal(t, "eventbus", c.Options().Username)
 	require.NotNil(t, c.Options().TLSConfig)
 
 	logger := &tlsLogger{}
 	prefix := tlsPrefix()
-	cleanupTLSPrefix(t, c, prefix)
+	cleanupTLSPrefix(t, prefix)
 	b, err := bus.New(bus.Config{ServiceName: "tls-svc", Client: c, StreamPrefix: prefix}, logger)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
@@ -232,10 +235,12 @@ func TestTLSRedisURLWithTLSConfig(t *testing.T) {
 	}
 }
 
-// TestTLSRedisURLTrustedThroughSSLCertFile: the workaround that needs no code,
-// SSL_CERT_FILE naming the CA, makes Config.RedisURL work end to end. It is
-// process-wide (Go reads it once, when it first loads the system roots), so
-// the check runs in a child process.
+// TestTLSRedisURLTrustedThroughSSLCertFile: the workarounds that need no
+// code make Config.RedisURL work end to end: SSL_CERT_FILE naming the CA
+// (instead of the system roots), or SSL_CERT_DIR naming a directory that
+// holds it (added to the system roots: what deploy/k8s does). They are
+// process-wide (Go reads them once, when it first loads the system roots),
+// so the check runs in a child process.
 func TestTLSRedisURLTrustedThroughSSLCertFile(t *testing.T) {
 	if os.Getenv("EVENTBUS_TLS_CHILD") == "1" {
 		rawURL, _, _ := tlsEnv(t)
@@ -245,13 +250,23 @@ func TestTLSRedisURLTrustedThroughSSLCertFile(t *testing.T) {
 		roundTrip(t, b)
 		return
 	}
-	rawURL, password, caFile := tlsEnv(t)
-	_ = rawURL
-	cmd := exec.Command(os.Args[0], "-test.run=^TestTLSRedisURLTrustedThroughSSLCertFile$", "-test.v", "-test.timeout=60s")
-	cmd.Env = append(os.Environ(), "EVENTBUS_TLS_CHILD=1", "SSL_CERT_FILE="+caFile)
-	out, err := cmd.CombinedOutput()
-	assert.NotContains(t, string(out), password)
-	require.NoError(t, err, "child with SSL_CERT_FILE=%s:\n%s", caFile, out)
+	_, password, caFile := tlsEnv(t)
+	pem, err := os.ReadFile(caFile)
+	require.NoError(t, err)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "redis-ca.crt"), pem, 0o600))
+	for _, v := range []string{"SSL_CERT_FILE=" + caFile, "SSL_CERT_DIR=" + dir} {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestTLSRedisURLTrustedThroughSSLCertFile$", "-test.v", "-test.timeout=60s")
+		for _, e := range os.Environ() {
+			if !strings.HasPrefix(e, "SSL_CERT_") {
+				cmd.Env = append(cmd.Env, e)
+			}
+		}
+		cmd.Env = append(cmd.Env, "EVENTBUS_TLS_CHILD=1", v)
+		out, err := cmd.CombinedOutput()
+		assert.NotContains(t, string(out), password)
+		require.NoError(t, err, "child with %s:\n%s", v, out)
+	}
 }
 
 // TestTLSWrongPassword: a wrong password fails with an error that holds

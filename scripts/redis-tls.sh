@@ -6,23 +6,30 @@
 #              (plain port 0, TLS on the first free loopback port from
 #              $REDIS_TLS_BASE_PORT, default 16600; no client certificates; no
 #              persistence) as a daemon with DIR as its dir. ACL: user `eventbus`
-#              with password $REDIS_TLS_PASSWORD (default: 32 random hex digits;
-#              allowed characters [A-Za-z0-9._~-]) and `~* &* +@all`; the default
-#              user is switched off, so every client must authenticate. Waits
-#              (10 s) until PING over TLS answers, then writes to DIR/env (mode 600):
+#              with the least-privilege rules of the one `user eventbus` line
+#              of deploy/redis-acl.conf ($REDIS_TLS_ACL_FILE overrides it; its
+#              >CHANGE_ME becomes the password $REDIS_TLS_PASSWORD, default 32
+#              random hex digits, allowed characters [A-Za-z0-9._~-]), and user
+#              `eventbus-admin` (`~* &* +@all`, a random password of its own) for
+#              what the bus never does: test clean-up, ACL LOG. The default user
+#              is switched off, so every client must authenticate. Waits (10 s)
+#              until PING over TLS answers as `eventbus`, then writes to DIR/env
+#              (mode 600):
 #                REDIS_TLS_URL=rediss://eventbus:PASS@127.0.0.1:P/0
+#                REDIS_TLS_ADMIN_URL=rediss://eventbus-admin:PASS2@127.0.0.1:P/0
 #                REDIS_TLS_CA=DIR/ca.crt
 #              Exits non-zero with a clear message if this redis-server or
 #              redis-cli was built without TLS.
 #   stop DIR   Stops that server and removes DIR (only a DIR made by `start`).
-#   env DIR    Prints the two lines of DIR/env.
+#   env DIR    Prints the three lines of DIR/env.
 #
 # Environment: REDIS_SERVER / REDIS_CLI override the binaries (default from $PATH).
 #
 # Example:
 #   scripts/redis-tls.sh start /tmp/rtls
 #   set -a; . /tmp/rtls/env; set +a
-#   REDIS_URL=$REDIS_TLS_URL go test ./internal/redistest/
+#   go test -tags tls -run TLS ./bus/      # as the least-privilege user
+#   REDIS_URL=$REDIS_TLS_ADMIN_URL …        # as the admin (any key prefix)
 #   scripts/redis-tls.sh stop /tmp/rtls
 set -euo pipefail
 
@@ -31,6 +38,7 @@ readonly marker=".redis-tls.sh"
 REDIS_SERVER_BIN=${REDIS_SERVER:-redis-server}
 REDIS_CLI_BIN=${REDIS_CLI:-redis-cli}
 base_port=${REDIS_TLS_BASE_PORT:-16600}
+acl_file=${REDIS_TLS_ACL_FILE:-$(dirname "${BASH_SOURCE[0]}")/../deploy/redis-acl.conf}
 
 die() {
 	echo "$prog: $*" >&2
@@ -127,6 +135,17 @@ gen_certs() {
 	chmod 600 "$dir/ca.key" "$dir/server.key"
 }
 
+# read_acl_line prints the one `user eventbus ` line of $acl_file, which must
+# hold the password placeholder >CHANGE_ME exactly once.
+read_acl_line() {
+	[[ -f $acl_file ]] || die "ACL file $acl_file not found"
+	local lines
+	lines=$(grep -E '^user eventbus ' "$acl_file" || true)
+	[[ -n $lines && $(wc -l <<<"$lines") -eq 1 ]] || die "$acl_file must hold exactly one line starting with 'user eventbus '"
+	[[ $(grep -o '>CHANGE_ME' <<<"$lines" | wc -l) -eq 1 ]] || die "the user line of $acl_file must hold the password placeholder >CHANGE_ME once"
+	printf '%s\n' "$lines"
+}
+
 tls_ping() {
 	local out
 	out=$(timeout 5 "$REDIS_CLI_BIN" --tls --cacert "$dir/ca.crt" -h 127.0.0.1 -p "$1" \
@@ -146,6 +165,10 @@ do_start() {
 	elif [[ ! $pass =~ ^[A-Za-z0-9._~-]+$ ]]; then
 		die "REDIS_TLS_PASSWORD has characters outside [A-Za-z0-9._~-] (they would need escaping in the URL); pick another"
 	fi
+	local admin_pass
+	admin_pass=$(openssl rand -hex 16)
+	acl_line=$(read_acl_line)
+	acl_line=${acl_line/'>CHANGE_ME'/">$pass"}
 
 	if [[ -f $dir/env ]]; then
 		die "$dir/env exists: a server may already run there (stop it with: $0 stop $dir)"
@@ -183,7 +206,8 @@ do_start() {
 				pidfile $dir/redis.pid
 				logfile $dir/redis.log
 				user default off
-				user eventbus on >$pass ~* &* +@all
+				$acl_line
+				user eventbus-admin on >$admin_pass ~* &* +@all
 			EOF
 		)
 		: >"$dir/redis.log"
@@ -210,8 +234,8 @@ do_start() {
 
 	(
 		umask 077
-		printf 'REDIS_TLS_URL=rediss://eventbus:%s@127.0.0.1:%s/0\nREDIS_TLS_CA=%s\n' \
-			"$pass" "$port" "$dir/ca.crt" >"$dir/env"
+		printf 'REDIS_TLS_URL=rediss://eventbus:%s@127.0.0.1:%s/0\nREDIS_TLS_ADMIN_URL=rediss://eventbus-admin:%s@127.0.0.1:%s/0\nREDIS_TLS_CA=%s\n' \
+			"$pass" "$port" "$admin_pass" "$port" "$dir/ca.crt" >"$dir/env"
 	)
 	echo "$prog: TLS Redis up at rediss://eventbus:***@127.0.0.1:$port/0 (CA $dir/ca.crt, env in $dir/env)" >&2
 }
