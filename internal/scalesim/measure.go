@@ -235,3 +235,91 @@ func cleanup(c *redis.Client, prefix string) {
 		}
 	}
 }
+
+// ScriptCosts are Redis's own time per command (INFO commandstats
+// usec_per_call: command execution only, without reading and parsing the
+// request) for the ways of writing one entry of ten 30-byte fields,
+// pipelined 100 at a time: where the deduplication script's cost comes from.
+type ScriptCosts struct {
+	PlainXAdd    float64 `json:"plain_xadd_us"`     // XADD MAXLEN ~
+	NoopScript   float64 `json:"noop_script_us"`    // EVALSHA "return 1" with the same arguments
+	XAddInScript float64 `json:"xadd_in_script_us"` // EVALSHA of redis.call('XADD', …unpack(ARGV))
+	DedupScript  float64 `json:"dedup_script_us"`   // EVALSHA of bus/lua/dedup_xadd.lua (GET, XADD, SET PX)
+}
+
+// MeasureScripts measures ScriptCosts on client's server, which should be
+// one of its own (it resets the command statistics). dedupScript is the
+// source of bus/lua/dedup_xadd.lua.
+func MeasureScripts(ctx context.Context, client *redis.Client, dedupScript string, events int) (ScriptCosts, error) {
+	var sc ScriptCosts
+	prefix := fmt.Sprintf("scalesim:%d:", time.Now().UnixNano())
+	defer cleanup(client, prefix)
+	load := func(src string) (string, error) { return client.ScriptLoad(ctx, src).Result() }
+	noop, err := load("return 1")
+	if err != nil {
+		return sc, err
+	}
+	xadd, err := load("return redis.call('XADD', KEYS[1], unpack(ARGV, 2))")
+	if err != nil {
+		return sc, err
+	}
+	dedup, err := load(dedupScript)
+	if err != nil {
+		return sc, err
+	}
+	fields := make([]any, 0, 20)
+	for i := range 10 {
+		fields = append(fields, fmt.Sprintf("field%d", i), strings.Repeat("v", 30))
+	}
+	args := append([]any{"120000", "MAXLEN", "~", "1000000", "*"}, fields...)
+	run := func(cmd string, add func(p redis.Pipeliner, i int)) (float64, error) {
+		if err := client.ConfigResetStat(ctx).Err(); err != nil {
+			return 0, err
+		}
+		for i := 0; i < events; i += 100 {
+			p := client.Pipeline()
+			for j := i; j < min(events, i+100); j++ {
+				add(p, j)
+			}
+			if _, err := p.Exec(ctx); err != nil {
+				return 0, err
+			}
+		}
+		return usecPerCall(ctx, client, cmd)
+	}
+	if sc.PlainXAdd, err = run("xadd", func(p redis.Pipeliner, _ int) {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: prefix + "plain", MaxLen: 1_000_000, Approx: true, Values: fields})
+	}); err != nil {
+		return sc, err
+	}
+	if sc.NoopScript, err = run("evalsha", func(p redis.Pipeliner, _ int) { p.EvalSha(ctx, noop, []string{prefix + "noop"}, args...) }); err != nil {
+		return sc, err
+	}
+	if sc.XAddInScript, err = run("evalsha", func(p redis.Pipeliner, _ int) { p.EvalSha(ctx, xadd, []string{prefix + "xadd"}, args...) }); err != nil {
+		return sc, err
+	}
+	sc.DedupScript, err = run("evalsha", func(p redis.Pipeliner, i int) {
+		p.EvalSha(ctx, dedup, []string{prefix + "dedup", fmt.Sprintf("%s$dedup:{%sdedup}:%d", prefix, prefix, i)}, args...)
+	})
+	return sc, err
+}
+
+// usecPerCall reads usec_per_call of cmd from INFO commandstats.
+func usecPerCall(ctx context.Context, c *redis.Client, cmd string) (float64, error) {
+	info, err := c.Info(ctx, "commandstats").Result()
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
+		if !ok {
+			continue
+		}
+		for _, kv := range strings.Split(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
+				return strconv.ParseFloat(v, 64)
+			}
+		}
+	}
+	return 0, fmt.Errorf("INFO commandstats has no %s", cmd)
+}

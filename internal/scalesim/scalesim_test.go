@@ -99,3 +99,19 @@ func TestMeasureOnRealRedis(t *testing.T) {
 	assert.Greater(t, rc.PushEntryBytes, 100.0)
 	assert.Greater(t, rc.DedupKeyBytes, 0.0)
 }
+
+// MeasureScripts reads a time per command for each way of writing an
+// entry, from real Redis.
+func TestMeasureScriptsOnRealRedis(t *testing.T) {
+	c, ok := redistest.Client(t).(*redis.Client)
+	if !ok {
+		t.Fatal("MeasureScripts needs a single-node client; run without -tags cluster")
+	}
+	src, err := os.ReadFile("../../bus/lua/dedup_xadd.lua")
+	require.NoError(t, err)
+	sc, err := scalesim.MeasureScripts(context.Background(), c, string(src), 500)
+	require.NoError(t, err)
+	for name, v := range map[string]float64{"plain": sc.PlainXAdd, "noop": sc.NoopScript, "xadd in script": sc.XAddInScript, "dedup": sc.DedupScript} {
+		assert.Greater(t, v, 0.0, name)
+	}
+}

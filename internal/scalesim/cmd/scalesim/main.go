@@ -73,7 +73,18 @@ func run(measure bool, events int, inputs string) error {
 	if err != nil {
 		return err
 	}
-	out, err := json.MarshalIndent(rc, "", "  ")
+	src, err := os.ReadFile("bus/lua/dedup_xadd.lua")
+	if err != nil {
+		return fmt.Errorf("run from the module root: %w", err)
+	}
+	sc, err := scalesim.MeasureScripts(ctx, client, string(src), events)
+	if err != nil {
+		return err
+	}
+	out, err := json.MarshalIndent(struct {
+		Redis   scalesim.RedisCosts  `json:"redis"`
+		Scripts scalesim.ScriptCosts `json:"scripts (not used by the model)"`
+	}{rc, sc}, "", "  ")
 	if err != nil {
 		return err
 	}
