@@ -248,8 +248,9 @@ type ScriptCosts struct {
 }
 
 // MeasureScripts measures ScriptCosts on client's server, which should be
-// one of its own (it resets the command statistics). dedupScript is the
-// source of bus/lua/dedup_xadd.lua.
+// one of its own: it reads the command statistics before and after each
+// way (it never resets them), so other clients' commands of the same name
+// would be counted in. dedupScript is the source of bus/lua/dedup_xadd.lua.
 func MeasureScripts(ctx context.Context, client *redis.Client, dedupScript string, events int) (ScriptCosts, error) {
 	var sc ScriptCosts
 	prefix := fmt.Sprintf("scalesim:%d:", time.Now().UnixNano())
@@ -273,7 +274,8 @@ func MeasureScripts(ctx context.Context, client *redis.Client, dedupScript strin
 	}
 	args := append([]any{"120000", "MAXLEN", "~", "1000000", "*"}, fields...)
 	run := func(cmd string, add func(p redis.Pipeliner, i int)) (float64, error) {
-		if err := client.ConfigResetStat(ctx).Err(); err != nil {
+		calls0, usec0, err := commandStat(ctx, client, cmd)
+		if err != nil {
 			return 0, err
 		}
 		for i := 0; i < events; i += 100 {
@@ -285,7 +287,14 @@ func MeasureScripts(ctx context.Context, client *redis.Client, dedupScript strin
 				return 0, err
 			}
 		}
-		return usecPerCall(ctx, client, cmd)
+		calls1, usec1, err := commandStat(ctx, client, cmd)
+		if err != nil {
+			return 0, err
+		}
+		if calls1 <= calls0 {
+			return 0, fmt.Errorf("INFO commandstats counted no %s", cmd)
+		}
+		return float64(usec1-usec0) / float64(calls1-calls0), nil
 	}
 	if sc.PlainXAdd, err = run("xadd", func(p redis.Pipeliner, _ int) {
 		p.XAdd(ctx, &redis.XAddArgs{Stream: prefix + "plain", MaxLen: 1_000_000, Approx: true, Values: fields})
@@ -304,11 +313,12 @@ func MeasureScripts(ctx context.Context, client *redis.Client, dedupScript strin
 	return sc, err
 }
 
-// usecPerCall reads usec_per_call of cmd from INFO commandstats.
-func usecPerCall(ctx context.Context, c *redis.Client, cmd string) (float64, error) {
+// commandStat reads the calls and usec of cmd from INFO commandstats
+// (zero when it has not run yet).
+func commandStat(ctx context.Context, c *redis.Client, cmd string) (calls, usec int64, err error) {
 	info, err := c.Info(ctx, "commandstats").Result()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	for _, line := range strings.Split(info, "\n") {
 		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_"+cmd+":")
@@ -316,10 +326,17 @@ func usecPerCall(ctx context.Context, c *redis.Client, cmd string) (float64, err
 			continue
 		}
 		for _, kv := range strings.Split(rest, ",") {
-			if v, ok := strings.CutPrefix(kv, "usec_per_call="); ok {
-				return strconv.ParseFloat(v, 64)
+			k, v, _ := strings.Cut(kv, "=")
+			switch k {
+			case "calls":
+				calls, err = strconv.ParseInt(v, 10, 64)
+			case "usec":
+				usec, err = strconv.ParseInt(v, 10, 64)
+			}
+			if err != nil {
+				return 0, 0, fmt.Errorf("INFO commandstats %s: %w", cmd, err)
 			}
 		}
 	}
-	return 0, fmt.Errorf("INFO commandstats has no %s", cmd)
+	return calls, usec, nil
 }
