@@ -54,11 +54,8 @@ type subscription struct {
 	lastScan  time.Time
 	lastFlush time.Time
 
-	mu       sync.Mutex
-	inflight map[entryRef]struct{}
-	acks     map[string][]string
-	ackIDs   int // ids in acks
-	wake     chan struct{}
+	held *held         // in flight and acks not yet written (bus/held.go)
+	wake chan struct{} // the dispatcher tells the reader that room freed up
 }
 
 // While a subscription works through a backlog spread over many streams,
@@ -89,8 +86,7 @@ func newSubscription(s *Subscriber, ctx context.Context, topic string, pattern b
 		known:        map[string]bool{},
 		lastRead:     map[string]string{},
 		cluster:      cluster,
-		inflight:     map[entryRef]struct{}{},
-		acks:         map[string][]string{},
+		held:         newHeld(),
 		wake:         make(chan struct{}, 1),
 	}
 }

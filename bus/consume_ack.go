@@ -12,38 +12,14 @@ import (
 )
 
 // holds reports whether ref is in flight here or waits for its ack.
-func (sub *subscription) holds(ref entryRef) bool {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	if _, ok := sub.inflight[ref]; ok {
-		return true
-	}
-	for _, id := range sub.acks[ref.stream] {
-		if id == ref.id {
-			return true
-		}
-	}
-	return false
-}
+func (sub *subscription) holds(ref entryRef) bool { return sub.held.holds(ref) }
 
-func (sub *subscription) inflightCount() int {
-	sub.mu.Lock()
-	defer sub.mu.Unlock()
-	return len(sub.inflight)
-}
+func (sub *subscription) inflightCount() int { return sub.held.inflightCount() }
 
-// done removes d from the in-flight set and, when ack is true, queues its ack.
+// done removes d from the in-flight set and, when ack is true, queues its
+// ack; the reader is woken when the in-flight entries fall to half a batch.
 func (sub *subscription) done(d delivery, ack bool) {
-	low := sub.s.cfg.BatchSize / 2
-	sub.mu.Lock()
-	delete(sub.inflight, entryRef{d.stream, d.entry.ID})
-	if ack {
-		sub.acks[d.stream] = append(sub.acks[d.stream], d.entry.ID)
-		sub.ackIDs++
-	}
-	n := len(sub.inflight)
-	sub.mu.Unlock()
-	if n <= low {
+	if sub.held.done(entryRef{d.stream, d.entry.ID}, ack) <= sub.s.cfg.BatchSize/2 {
 		select {
 		case sub.wake <- struct{}{}:
 		default:
@@ -57,22 +33,16 @@ func (sub *subscription) acksDue(now time.Time) bool {
 	if len(sub.hot) == 0 {
 		return true
 	}
-	sub.mu.Lock()
-	ids, streams := sub.ackIDs, len(sub.acks)
-	sub.mu.Unlock()
+	ids, streams := sub.held.ackLoad()
 	return ids >= ackSpread*streams || now.Sub(sub.lastFlush) >= ackMaxDelay
 }
 
 // flushAcks sends the buffered acks, one XACK per stream, pipelined.
 func (sub *subscription) flushAcks(ctx context.Context) {
-	sub.mu.Lock()
-	if len(sub.acks) == 0 {
-		sub.mu.Unlock()
+	acks, n := sub.held.takeAcks()
+	if acks == nil {
 		return
 	}
-	acks, n := sub.acks, sub.ackIDs
-	sub.acks, sub.ackIDs = make(map[string][]string, len(acks)), 0
-	sub.mu.Unlock()
 	sub.lastFlush = time.Now()
 	var err error
 	if len(acks) == 1 {
@@ -89,12 +59,7 @@ func (sub *subscription) flushAcks(ctx context.Context) {
 	if err != nil {
 		// Keep them for the next flush (XACK is idempotent). What a final
 		// flush cannot ack stays pending and is claimed after ClaimMinIdle.
-		sub.mu.Lock()
-		for stream, ids := range acks {
-			sub.acks[stream] = append(ids, sub.acks[stream]...)
-		}
-		sub.ackIDs += n
-		sub.mu.Unlock()
+		sub.held.restoreAcks(acks, n)
 		sub.s.logger.Error("Ack failed; retrying with the next flush", err, watermill.LogFields{"topic": sub.topic})
 	}
 }
@@ -104,16 +69,8 @@ func (sub *subscription) flushAcks(ctx context.Context) {
 // claims an entry that a slow handler is still working on.
 // XCLAIM ... JUSTID does not increment the delivery counter.
 func (sub *subscription) keepalive(ctx context.Context) {
-	sub.mu.Lock()
-	byStream := map[string][]string{}
-	for ref := range sub.inflight {
-		byStream[ref.stream] = append(byStream[ref.stream], ref.id)
-	}
 	// Handled but not yet acked in Redis: they must not go idle either.
-	for stream, ids := range sub.acks {
-		byStream[stream] = append(byStream[stream], ids...)
-	}
-	sub.mu.Unlock()
+	byStream := sub.held.byStream()
 	if len(byStream) == 0 {
 		return
 	}

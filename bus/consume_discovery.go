@@ -101,15 +101,7 @@ func (sub *subscription) resync(ctx context.Context) {
 // the group re-creates it first, its position wins (BUSYGROUP here).
 func (sub *subscription) recreateGroups(ctx context.Context) {
 	cfg := sub.s.cfg
-	held := map[string][]string{}
-	sub.mu.Lock()
-	for ref := range sub.inflight {
-		held[ref.stream] = append(held[ref.stream], ref.id)
-	}
-	for stream, ids := range sub.acks {
-		held[stream] = append(held[stream], ids...)
-	}
-	sub.mu.Unlock()
+	held := sub.held.byStream()
 	for _, k := range sub.streams {
 		start, known := sub.lastRead[k]
 		if !known {

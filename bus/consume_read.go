@@ -182,11 +182,11 @@ func (sub *subscription) readArgs(streams []string, count int, block time.Durati
 // (so the keepalive covers entries still waiting here), and queues them for
 // the dispatcher. It reports false when the subscription stopped first.
 func (sub *subscription) push(ds ...delivery) bool {
-	sub.mu.Lock()
-	for _, d := range ds {
-		sub.inflight[entryRef{d.stream, d.entry.ID}] = struct{}{}
+	refs := make([]entryRef, len(ds))
+	for i, d := range ds {
+		refs[i] = entryRef{d.stream, d.entry.ID}
 	}
-	sub.mu.Unlock()
+	sub.held.add(refs...)
 	for _, d := range ds {
 		select {
 		case sub.entries <- d:
