@@ -45,28 +45,6 @@ func ExampleSSEWriter() {
 	// : ping
 }
 
-func ExampleResolveRooms() {
-	// The principal comes from Authenticator.Authenticate; the requested
-	// rooms from the SSE URL, e.g. /events?room=lobby&room=admin.
-	p := gateway.Principal{User: "alice", Rooms: []string{"lobby", "photos"}}
-	allowed, forbidden := gateway.ResolveRooms(p, []string{"lobby", "admin"})
-	fmt.Println("allowed:", allowed, "forbidden:", forbidden)
-
-	c := gateway.NewClient(p, allowed, 0)
-	fmt.Println(c.Wants("lobby", "", false))  // a lobby event
-	fmt.Println(c.Wants("photos", "", false)) // permitted, but not asked for
-	fmt.Println(c.Wants("", "alice", false))  // addressed to alice
-	fmt.Println(c.Wants("", "bob", false))    // addressed to bob
-	fmt.Println(c.Wants("", "", true))        // broadcast
-	// Output:
-	// allowed: [lobby] forbidden: [admin]
-	// true
-	// false
-	// true
-	// false
-	// true
-}
-
 func ExampleNewIngressPublisher() {
 	pub, err := gateway.NewIngressPublisher(gateway.IngressPublisherConfig{
 		URL:    "https://events.example.com" + gateway.EventsPath,

@@ -11,9 +11,9 @@ import (
 // stream leaves no index entry behind.
 func TestHubDispatchUsesTheIndex(t *testing.T) {
 	h := newHub(nil, "t$push", 0, DefaultClientBuffer, nil)
-	alice := newClient(Principal{User: "alice", Rooms: []string{"r1"}}, []string{"r1"}, 0)
-	bob := newClient(Principal{User: "bob", Rooms: []string{"r1", "r2"}}, []string{"r2"}, 0)
-	carol := newClient(Principal{User: "carol"}, nil, 0)
+	alice := newClient(Principal{User: "alice", Rooms: []string{"r1"}}, []string{"r1"})
+	bob := newClient(Principal{User: "bob", Rooms: []string{"r1", "r2"}}, []string{"r2"})
+	carol := newClient(Principal{User: "carol"}, nil)
 	queues := map[*Client]*sendQueue{}
 	for _, c := range []*Client{alice, bob, carol} {
 		queues[c] = newSendQueue(16)

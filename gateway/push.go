@@ -116,7 +116,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "", "the server cannot stream responses")
 		return
 	}
-	c := newClient(p, allowed, 0)
+	c := newClient(p, allowed)
 	s := &stream{g: g, sse: sse, c: c, q: newSendQueue(g.cfg.ClientBuffer), last: last}
 	s.run(ctx, forbidden, gap)
 }

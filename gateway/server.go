@@ -38,6 +38,11 @@ const (
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultReadBlock         = time.Second
 	DefaultReplayPage        = 500
+	// DefaultClientBuffer is how many events may wait for one browser
+	// before it is disconnected: a full XREAD batch of the push-stream
+	// reader; at 1,000 events/s of which a third reach every browser it is
+	// about 0.7 s of backlog.
+	DefaultClientBuffer = 256
 	DefaultRetry             = 2 * time.Second
 	DefaultShutdownRetry     = 10 * time.Second
 	// DefaultCloseTimeout bounds how long Close waits for the push-stream
