@@ -42,9 +42,9 @@ const (
 	// before it is disconnected: a full XREAD batch of the push-stream
 	// reader; at 1,000 events/s of which a third reach every browser it is
 	// about 0.7 s of backlog.
-	DefaultClientBuffer = 256
-	DefaultRetry             = 2 * time.Second
-	DefaultShutdownRetry     = 10 * time.Second
+	DefaultClientBuffer  = 256
+	DefaultRetry         = 2 * time.Second
+	DefaultShutdownRetry = 10 * time.Second
 	// DefaultCloseTimeout bounds how long Close waits for the push-stream
 	// reader to stop.
 	DefaultCloseTimeout = 10 * time.Second
