@@ -2,12 +2,12 @@ package gateway
 
 import "sync"
 
-// Client is one browser stream: its principal and the rooms it listens to,
-// which the push-stream reader matches each event against ([Client.Wants]),
+// client is one browser stream: its principal and the rooms it listens to,
+// which the push-stream reader matches each event against ([client.Wants]),
 // and the reason it was closed. Its events wait in the stream's sendQueue.
 //
 // Wants, Done, Err and Close are safe for concurrent use.
-type Client struct {
+type client struct {
 	principal Principal
 	rooms     map[string]struct{}
 	roomList  []string
@@ -23,9 +23,9 @@ type Client struct {
 // rooms. Rooms p may not join (see [ResolveRooms]) are dropped here, so a
 // client never receives a room's events without permission; call
 // ResolveRooms first to tell the user which rooms were refused.
-func newClient(p Principal, requested []string) *Client {
+func newClient(p Principal, requested []string) *client {
 	allowed, _ := ResolveRooms(p, requested)
-	c := &Client{
+	c := &client{
 		principal: Principal{User: p.User, Rooms: append([]string(nil), p.Rooms...), Expires: p.Expires},
 		rooms:     make(map[string]struct{}, len(allowed)),
 		roomList:  allowed,
@@ -57,13 +57,13 @@ func ResolveRooms(p Principal, requested []string) (allowed, forbidden []string)
 }
 
 // Principal returns the client's principal.
-func (c *Client) Principal() Principal {
+func (c *client) Principal() Principal {
 	return Principal{User: c.principal.User, Rooms: append([]string(nil), c.principal.Rooms...), Expires: c.principal.Expires}
 }
 
 // Rooms returns the rooms the client listens to: those it asked for and may
 // join, in request order.
-func (c *Client) Rooms() []string {
+func (c *client) Rooms() []string {
 	return append([]string(nil), c.roomList...)
 }
 
@@ -72,7 +72,7 @@ func (c *Client) Rooms() []string {
 // the client's user, or room is non-empty and is one of the client's Rooms.
 // The attributes are alternatives, not a conjunction: an event with both
 // room and user set reaches the room's members and the user.
-func (c *Client) Wants(room, user string, broadcast bool) bool {
+func (c *client) Wants(room, user string, broadcast bool) bool {
 	if broadcast {
 		return true
 	}
@@ -89,19 +89,19 @@ func (c *Client) Wants(room, user string, broadcast bool) bool {
 // overflow closes c with ErrSlowClient: its queue was full, it has missed
 // an event and must reconnect (resuming from Last-Event-ID) rather than
 // silently skip it.
-func (c *Client) overflow() {
+func (c *client) overflow() {
 	c.Close(ErrSlowClient)
 }
 
 // Done returns a channel closed when the client is closed.
-func (c *Client) Done() <-chan struct{} {
+func (c *client) Done() <-chan struct{} {
 	return c.done
 }
 
 // Err returns nil while the client is open and, once Done is closed, the
 // reason given to the first Close ([ErrClientClosed] if that was nil, or
 // [ErrSlowClient] after an overflow).
-func (c *Client) Err() error {
+func (c *client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
@@ -110,7 +110,7 @@ func (c *Client) Err() error {
 // Close closes the client with reason (nil means [ErrClientClosed]). Only
 // the first call has an effect; later calls, from any goroutine, do nothing.
 // Events still queued are dropped by the writer loop's return.
-func (c *Client) Close(reason error) {
+func (c *client) Close(reason error) {
 	c.closeOnce.Do(func() {
 		if reason == nil {
 			reason = ErrClientClosed

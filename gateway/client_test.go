@@ -28,7 +28,7 @@ type addr struct {
 }
 
 // wanted returns, sorted, the ids of the events c wants.
-func wanted(c *Client, events map[string]addr) []string {
+func wanted(c *client, events map[string]addr) []string {
 	var ids []string
 	for id, a := range events {
 		if c.Wants(a.room, a.user, a.broadcast) {

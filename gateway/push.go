@@ -126,7 +126,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 type stream struct {
 	g         *Gateway
 	sse       *SSEWriter
-	c         *Client
+	c         *client
 	q         *sendQueue // live events, queued by the hub
 	last      streamID   // every wanted entry up to last has been written
 	deadlines bool       // the ResponseWriter supports write deadlines
