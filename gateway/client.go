@@ -20,11 +20,11 @@ type client struct {
 }
 
 // newClient returns a client for principal p listening to the requested
-// rooms. Rooms p may not join (see [ResolveRooms]) are dropped here, so a
+// rooms. Rooms p may not join (see [resolveRooms]) are dropped here, so a
 // client never receives a room's events without permission; call
-// ResolveRooms first to tell the user which rooms were refused.
+// resolveRooms first to tell the user which rooms were refused.
 func newClient(p Principal, requested []string) *client {
-	allowed, _ := ResolveRooms(p, requested)
+	allowed, _ := resolveRooms(p, requested)
 	c := &client{
 		principal: Principal{User: p.User, Rooms: append([]string(nil), p.Rooms...), Expires: p.Expires},
 		rooms:     make(map[string]struct{}, len(allowed)),
@@ -37,10 +37,10 @@ func newClient(p Principal, requested []string) *client {
 	return c
 }
 
-// ResolveRooms splits the requested rooms into those p may join and those it
+// resolveRooms splits the requested rooms into those p may join and those it
 // may not, each in request order without duplicates. The empty room name is
 // always forbidden.
-func ResolveRooms(p Principal, requested []string) (allowed, forbidden []string) {
+func resolveRooms(p Principal, requested []string) (allowed, forbidden []string) {
 	seen := make(map[string]struct{}, len(requested))
 	for _, r := range requested {
 		if _, dup := seen[r]; dup {
@@ -86,11 +86,11 @@ func (c *client) Wants(room, user string, broadcast bool) bool {
 	return false
 }
 
-// overflow closes c with ErrSlowClient: its queue was full, it has missed
+// overflow closes c with errSlowClient: its queue was full, it has missed
 // an event and must reconnect (resuming from Last-Event-ID) rather than
 // silently skip it.
 func (c *client) overflow() {
-	c.Close(ErrSlowClient)
+	c.Close(errSlowClient)
 }
 
 // Done returns a channel closed when the client is closed.
@@ -99,21 +99,21 @@ func (c *client) Done() <-chan struct{} {
 }
 
 // Err returns nil while the client is open and, once Done is closed, the
-// reason given to the first Close ([ErrClientClosed] if that was nil, or
-// [ErrSlowClient] after an overflow).
+// reason given to the first Close ([errClientClosed] if that was nil, or
+// [errSlowClient] after an overflow).
 func (c *client) Err() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.err
 }
 
-// Close closes the client with reason (nil means [ErrClientClosed]). Only
+// Close closes the client with reason (nil means [errClientClosed]). Only
 // the first call has an effect; later calls, from any goroutine, do nothing.
 // Events still queued are dropped by the writer loop's return.
 func (c *client) Close(reason error) {
 	c.closeOnce.Do(func() {
 		if reason == nil {
-			reason = ErrClientClosed
+			reason = errClientClosed
 		}
 		c.mu.Lock()
 		c.err = reason

@@ -9,14 +9,14 @@ import (
 
 func TestResolveRooms(t *testing.T) {
 	p := Principal{User: "alice", Rooms: []string{"a", "b"}}
-	allowed, forbidden := ResolveRooms(p, []string{"b", "c", "a", "b", "", "c"})
+	allowed, forbidden := resolveRooms(p, []string{"b", "c", "a", "b", "", "c"})
 	if !slices.Equal(allowed, []string{"b", "a"}) {
 		t.Errorf("allowed = %q", allowed)
 	}
 	if !slices.Equal(forbidden, []string{"c", ""}) {
 		t.Errorf("forbidden = %q", forbidden)
 	}
-	allowed, forbidden = ResolveRooms(p, nil)
+	allowed, forbidden = resolveRooms(p, nil)
 	if allowed != nil || forbidden != nil {
 		t.Errorf("nil request: %q, %q", allowed, forbidden)
 	}
@@ -92,8 +92,8 @@ func TestClientOverflow(t *testing.T) {
 	default:
 		t.Fatal("client not closed after overflow")
 	}
-	if !errors.Is(c.Err(), ErrSlowClient) {
-		t.Fatalf("Err() = %v, want ErrSlowClient", c.Err())
+	if !errors.Is(c.Err(), errSlowClient) {
+		t.Fatalf("Err() = %v, want errSlowClient", c.Err())
 	}
 }
 
@@ -114,8 +114,8 @@ func TestClientClose(t *testing.T) {
 
 	c2 := newClient(Principal{User: "u"}, nil)
 	c2.Close(nil)
-	if !errors.Is(c2.Err(), ErrClientClosed) {
-		t.Fatalf("Close(nil): Err() = %v, want ErrClientClosed", c2.Err())
+	if !errors.Is(c2.Err(), errClientClosed) {
+		t.Fatalf("Close(nil): Err() = %v, want errClientClosed", c2.Err())
 	}
 }
 

@@ -24,27 +24,6 @@ import (
 	"github.com/shared-infra/eventbus/internal/redistest"
 )
 
-func ExampleSSEWriter() {
-	rec := httptest.NewRecorder() // a real handler gets its http.ResponseWriter
-	sse, err := gateway.NewSSEWriter(rec)
-	if err != nil {
-		panic(err)
-	}
-	_ = sse.WriteRetry(5000)
-	_ = sse.WriteEvent("1712-0", "photo.uploaded", []byte("{\"id\":\"p1\"}\n{\"id\":\"p2\"}"))
-	_ = sse.WriteComment("ping")
-	fmt.Print(rec.Body.String())
-	// Output:
-	// retry: 5000
-	//
-	// id: 1712-0
-	// event: photo.uploaded
-	// data: {"id":"p1"}
-	// data: {"id":"p2"}
-	//
-	// : ping
-}
-
 func ExampleNewIngressPublisher() {
 	pub, err := gateway.NewIngressPublisher(gateway.IngressPublisherConfig{
 		URL:    "https://events.example.com" + gateway.EventsPath,

@@ -167,7 +167,7 @@ func (h *hub) loop(ctx context.Context) error {
 				checkGap = false
 				if info.lostAfter(pos) {
 					h.logger.Info("Push stream trimmed past the reader's position; closing the open streams so that they resume", fields.Add(watermill.LogFields{"position": pos.String()}))
-					h.closeAll(ErrPushStreamGap)
+					h.closeAll(errPushStreamGap)
 				}
 			} else if ctx.Err() == nil {
 				h.logger.Error("Cannot read the push stream's position; retrying", err, fields)
@@ -226,7 +226,7 @@ func (h *hub) loop(ctx context.Context) error {
 
 // dispatch queues the frames of batch, in order, for every client that
 // wants them: one lock and one wake-up per client and batch. A client
-// whose queue would overflow is closed with ErrSlowClient. A batch with a
+// whose queue would overflow is closed with errSlowClient. A batch with a
 // broadcast goes to every client (each wants it); any other batch only to
 // the clients its users and rooms index.
 func (h *hub) dispatch(batch []pushFrame) {
