@@ -51,12 +51,20 @@ var (
 	// Respond 403.
 	ErrForbidden = errors.New("gateway: forbidden")
 
-	// errClientClosed is the reason recorded by [Client.Close] when it is
+	// ErrGatewayClosed is returned by [Gateway.Run] after [Gateway.Close],
+	// and ends every open stream when the gateway stops.
+	ErrGatewayClosed = errors.New("gateway: closed")
+)
+
+// Reasons a stream ends with (client.Err), and the SSE writer's refusal;
+// closeReason maps them to metric labels.
+var (
+	// errClientClosed is the reason recorded by client.Close when it is
 	// called with a nil reason.
 	errClientClosed = errors.New("gateway: client closed")
 
-	// errSlowClient is the reason a [Client] is closed with when its send
-	// buffer overflows: the client has missed an event and must reconnect
+	// errSlowClient is the reason a stream's client is closed with when its
+	// queue overflows: the client has missed an event and must reconnect
 	// (resuming from Last-Event-ID) rather than silently lose events.
 	errSlowClient = errors.New("gateway: client send buffer overflowed")
 
@@ -65,18 +73,13 @@ var (
 	// would sit in a buffer instead of reaching the browser.
 	errFlushNotSupported = errors.New("gateway: response writer does not support flushing")
 
-	// ErrGatewayClosed is returned by [Gateway.Run] after [Gateway.Close],
-	// and is the reason every open stream's [Client] is closed with when the
-	// gateway stops.
-	ErrGatewayClosed = errors.New("gateway: closed")
-
 	// errPushStreamGap is the reason open streams are closed with when the
 	// push-stream reader finds that entries it had not read yet were trimmed
 	// (after a Redis outage, say): browsers reconnect, and their resume
 	// reports the gap with an "event: gap" message.
 	errPushStreamGap = errors.New("gateway: push stream trimmed past the reader's position")
 
-	// errTokenExpired is the reason a stream's [Client] is closed with when
+	// errTokenExpired is the reason a stream's client is closed with when
 	// the token it was opened with expires (Principal.Expires): the browser
 	// gets a [TokenExpiredEvent] message and must reconnect with a new token.
 	errTokenExpired = errors.New("gateway: the stream's token expired")
