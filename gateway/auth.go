@@ -620,7 +620,7 @@ func NewIngressAuth(cfg IngressConfig) (*IngressAuth, error) {
 
 // Authenticate checks the request's credentials and returns its principal,
 // or an error wrapping [ErrNoCredentials], [ErrBadCredentials] or
-// [ErrForbidden]; see [IngressAuth] and [HTTPStatus].
+// [ErrForbidden] (401, 401 and 403); see [IngressAuth].
 func (ia *IngressAuth) Authenticate(r *http.Request) (Principal, error) {
 	tok, err := bearerToken(r, false)
 	if err != nil {

@@ -1,26 +1,22 @@
-package gateway_test
+package gateway
 
 import (
 	"errors"
-	"fmt"
 	"slices"
 	"sync"
 	"testing"
-	"testing/synctest"
-
-	"github.com/shared-infra/eventbus/gateway"
 )
 
 func TestResolveRooms(t *testing.T) {
-	p := gateway.Principal{User: "alice", Rooms: []string{"a", "b"}}
-	allowed, forbidden := gateway.ResolveRooms(p, []string{"b", "c", "a", "b", "", "c"})
+	p := Principal{User: "alice", Rooms: []string{"a", "b"}}
+	allowed, forbidden := resolveRooms(p, []string{"b", "c", "a", "b", "", "c"})
 	if !slices.Equal(allowed, []string{"b", "a"}) {
 		t.Errorf("allowed = %q", allowed)
 	}
 	if !slices.Equal(forbidden, []string{"c", ""}) {
 		t.Errorf("forbidden = %q", forbidden)
 	}
-	allowed, forbidden = gateway.ResolveRooms(p, nil)
+	allowed, forbidden = resolveRooms(p, nil)
 	if allowed != nil || forbidden != nil {
 		t.Errorf("nil request: %q, %q", allowed, forbidden)
 	}
@@ -31,40 +27,28 @@ type addr struct {
 	broadcast  bool
 }
 
-// dispatch plays the bus: it offers each event to every client that wants it.
-func dispatch(clients []*gateway.Client, events map[string]addr) {
-	for id, a := range events {
-		for _, c := range clients {
-			if c.Wants(a.room, a.user, a.broadcast) {
-				c.Send(gateway.OutEvent{ID: id, Type: "test", Data: []byte(id)})
-			}
-		}
-	}
-}
-
-func drain(c *gateway.Client) []string {
+// wanted returns, sorted, the ids of the events c wants.
+func wanted(c *client, events map[string]addr) []string {
 	var ids []string
-	for {
-		select {
-		case ev := <-c.Events():
-			ids = append(ids, ev.ID)
-		default:
-			slices.Sort(ids)
-			return ids
+	for id, a := range events {
+		if c.Wants(a.room, a.user, a.broadcast) {
+			ids = append(ids, id)
 		}
 	}
+	slices.Sort(ids)
+	return ids
 }
 
 // Two users, three rooms, a broadcast: each user gets its own events, its
 // permitted rooms' events and the broadcast, and nothing else.
 func TestClientAddressing(t *testing.T) {
-	alice := gateway.Principal{User: "alice", Rooms: []string{"r1", "r2"}}
-	bob := gateway.Principal{User: "bob", Rooms: []string{"r2", "r3"}}
+	alice := Principal{User: "alice", Rooms: []string{"r1", "r2"}}
+	bob := Principal{User: "bob", Rooms: []string{"r2", "r3"}}
 
 	// alice asks for r3 as well, which she may not join.
-	ca := gateway.NewClient(alice, []string{"r1", "r2", "r3"}, 16)
+	ca := newClient(alice, []string{"r1", "r2", "r3"})
 	// bob may join r2 but asks only for r3.
-	cb := gateway.NewClient(bob, []string{"r3"}, 16)
+	cb := newClient(bob, []string{"r3"})
 	if !slices.Equal(ca.Rooms(), []string{"r1", "r2"}) || !slices.Equal(cb.Rooms(), []string{"r3"}) {
 		t.Fatalf("rooms: alice %q, bob %q", ca.Rooms(), cb.Rooms())
 	}
@@ -82,18 +66,16 @@ func TestClientAddressing(t *testing.T) {
 		"e-nothing":   {},
 		"e-bcast+bob": {user: "bob", broadcast: true},
 	}
-	dispatch([]*gateway.Client{ca, cb}, events)
-
-	if got, want := drain(ca), []string{"e-alice", "e-bcast", "e-bcast+bob", "e-r1", "e-r2", "e-r3+alice"}; !slices.Equal(got, want) {
+	if got, want := wanted(ca, events), []string{"e-alice", "e-bcast", "e-bcast+bob", "e-r1", "e-r2", "e-r3+alice"}; !slices.Equal(got, want) {
 		t.Errorf("alice got %q, want %q", got, want)
 	}
-	if got, want := drain(cb), []string{"e-bcast", "e-bcast+bob", "e-bob", "e-r3", "e-r3+alice"}; !slices.Equal(got, want) {
+	if got, want := wanted(cb, events), []string{"e-bcast", "e-bcast+bob", "e-bob", "e-r3", "e-r3+alice"}; !slices.Equal(got, want) {
 		t.Errorf("bob got %q, want %q", got, want)
 	}
 }
 
 func TestClientWantsEmptyUser(t *testing.T) {
-	c := gateway.NewClient(gateway.Principal{}, nil, 1)
+	c := newClient(Principal{}, nil)
 	if c.Wants("", "", false) {
 		t.Error("anonymous client wants an event addressed to the empty user")
 	}
@@ -103,42 +85,20 @@ func TestClientWantsEmptyUser(t *testing.T) {
 }
 
 func TestClientOverflow(t *testing.T) {
-	// In a synctest bubble a Send that blocked would be reported as a
-	// deadlock instead of hanging the test.
-	synctest.Test(t, func(t *testing.T) {
-		c := gateway.NewClient(gateway.Principal{User: "u"}, nil, 2)
-		for i := range 2 {
-			if !c.Send(gateway.OutEvent{ID: fmt.Sprint(i)}) {
-				t.Fatalf("Send %d refused with room in the buffer", i)
-			}
-		}
-		if c.Overflowed() {
-			t.Fatal("overflowed too early")
-		}
-		if c.Send(gateway.OutEvent{ID: "2"}) {
-			t.Fatal("Send accepted an event into a full buffer")
-		}
-		if !c.Overflowed() {
-			t.Fatal("Overflowed() = false after a refused Send")
-		}
-		select {
-		case <-c.Done():
-		default:
-			t.Fatal("client not closed after overflow")
-		}
-		if !errors.Is(c.Err(), gateway.ErrSlowClient) {
-			t.Fatalf("Err() = %v, want ErrSlowClient", c.Err())
-		}
-		// Closed: Send keeps refusing without blocking, even with room.
-		<-c.Events()
-		if c.Send(gateway.OutEvent{ID: "3"}) {
-			t.Fatal("Send accepted an event after Close")
-		}
-	})
+	c := newClient(Principal{User: "u"}, nil)
+	c.overflow()
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("client not closed after overflow")
+	}
+	if !errors.Is(c.Err(), errSlowClient) {
+		t.Fatalf("Err() = %v, want errSlowClient", c.Err())
+	}
 }
 
 func TestClientClose(t *testing.T) {
-	c := gateway.NewClient(gateway.Principal{User: "u"}, nil, 4)
+	c := newClient(Principal{User: "u"}, nil)
 	if c.Err() != nil {
 		t.Fatalf("Err() = %v before Close", c.Err())
 	}
@@ -146,46 +106,37 @@ func TestClientClose(t *testing.T) {
 	c.Close(first)
 	c.Close(errors.New("second"))
 	c.Close(nil)
+	c.overflow()
 	<-c.Done()
 	if c.Err() != first {
 		t.Fatalf("Err() = %v, want the first reason", c.Err())
 	}
-	if c.Send(gateway.OutEvent{}) || c.Overflowed() {
-		t.Fatal("Send after Close: accepted, or marked as overflow")
-	}
 
-	c2 := gateway.NewClient(gateway.Principal{User: "u"}, nil, 4)
+	c2 := newClient(Principal{User: "u"}, nil)
 	c2.Close(nil)
-	if !errors.Is(c2.Err(), gateway.ErrClientClosed) {
-		t.Fatalf("Close(nil): Err() = %v, want ErrClientClosed", c2.Err())
+	if !errors.Is(c2.Err(), errClientClosed) {
+		t.Fatalf("Close(nil): Err() = %v, want errClientClosed", c2.Err())
 	}
 }
 
-// TestClientConcurrent runs senders, a writer loop and closers together;
-// run it with -race.
+// TestClientConcurrent runs matchers and closers together; run it with
+// -race.
 func TestClientConcurrent(t *testing.T) {
-	c := gateway.NewClient(gateway.Principal{User: "u", Rooms: []string{"r"}}, []string{"r"}, 8)
+	c := newClient(Principal{User: "u", Rooms: []string{"r"}}, []string{"r"})
 	var wg sync.WaitGroup
-	for g := range 4 {
+	for range 4 {
 		wg.Go(func() {
-			for i := range 1000 {
-				if c.Wants("r", "", false) {
-					c.Send(gateway.OutEvent{ID: fmt.Sprint(g, "-", i)})
+			for range 1000 {
+				if !c.Wants("r", "", false) {
+					t.Error("client stopped wanting its room")
+					return
 				}
 			}
 		})
 	}
-	wg.Go(func() { // writer loop
-		for {
-			select {
-			case <-c.Events():
-			case <-c.Done():
-				return
-			}
-		}
-	})
 	for range 3 {
 		wg.Go(func() { c.Close(nil) })
+		wg.Go(c.overflow)
 	}
 	wg.Wait()
 	if c.Err() == nil {

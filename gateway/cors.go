@@ -62,7 +62,7 @@ const (
 // answer to another.
 //
 // allowedOrigins is copied; the handler is safe for concurrent use.
-func CORS(allowedOrigins []string, next http.Handler) http.Handler {
+func cors(allowedOrigins []string, next http.Handler) http.Handler {
 	wildcard := slices.Contains(allowedOrigins, "*")
 	allowed := make(map[string]struct{}, len(allowedOrigins))
 	for _, o := range allowedOrigins {

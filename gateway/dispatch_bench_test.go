@@ -22,7 +22,7 @@ func BenchmarkDispatchNotAddressed(b *testing.B) {
 		b.Run(fmt.Sprintf("streams=%d", streams), func(b *testing.B) {
 			h := newHub(nil, "bench$push", 0, DefaultClientBuffer, nil)
 			for i := range streams {
-				c := newClient(Principal{User: fmt.Sprintf("u%d", i), Rooms: []string{fmt.Sprintf("r%d", i%100)}}, []string{fmt.Sprintf("r%d", i%100)}, 0)
+				c := newClient(Principal{User: fmt.Sprintf("u%d", i), Rooms: []string{fmt.Sprintf("r%d", i%100)}}, []string{fmt.Sprintf("r%d", i%100)})
 				h.clients[c] = newSendQueue(DefaultClientBuffer)
 			}
 			// One XREAD's worth of entries, each for a user or a room

@@ -18,7 +18,7 @@
 //   - GET /v1/stream — server-sent events to browsers. Every event addressed
 //     to a room, a user or everyone (bus.IsAddressed) is also in the bus's
 //     push stream; one reader per gateway process follows it with XREAD and
-//     fans each event out to the browsers that want it ([Client.Wants]). The
+//     fans each event out to the browsers that want it (room, user or broadcast). The
 //     SSE id is the push-stream entry id, so a reconnecting browser's
 //     Last-Event-ID resumes exactly where it stopped; a resume from a
 //     position the stream no longer holds first gets an "event: gap".

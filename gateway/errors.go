@@ -51,35 +51,38 @@ var (
 	// Respond 403.
 	ErrForbidden = errors.New("gateway: forbidden")
 
-	// ErrClientClosed is the reason recorded by [Client.Close] when it is
+	// ErrGatewayClosed is returned by [Gateway.Run] after [Gateway.Close],
+	// and ends every open stream when the gateway stops.
+	ErrGatewayClosed = errors.New("gateway: closed")
+)
+
+// Reasons a stream ends with (client.Err), and the SSE writer's refusal;
+// closeReason maps them to metric labels.
+var (
+	// errClientClosed is the reason recorded by client.Close when it is
 	// called with a nil reason.
-	ErrClientClosed = errors.New("gateway: client closed")
+	errClientClosed = errors.New("gateway: client closed")
 
-	// ErrSlowClient is the reason a [Client] is closed with when its send
-	// buffer overflows: the client has missed an event and must reconnect
+	// errSlowClient is the reason a stream's client is closed with when its
+	// queue overflows: the client has missed an event and must reconnect
 	// (resuming from Last-Event-ID) rather than silently lose events.
-	ErrSlowClient = errors.New("gateway: client send buffer overflowed")
+	errSlowClient = errors.New("gateway: client send buffer overflowed")
 
-	// ErrFlushNotSupported is returned by [NewSSEWriter] when the
+	// errFlushNotSupported is returned by [newSSEWriter] when the
 	// http.ResponseWriter (or anything it unwraps to) cannot flush, so events
 	// would sit in a buffer instead of reaching the browser.
-	ErrFlushNotSupported = errors.New("gateway: response writer does not support flushing")
+	errFlushNotSupported = errors.New("gateway: response writer does not support flushing")
 
-	// ErrGatewayClosed is returned by [Gateway.Run] after [Gateway.Close],
-	// and is the reason every open stream's [Client] is closed with when the
-	// gateway stops.
-	ErrGatewayClosed = errors.New("gateway: closed")
-
-	// ErrPushStreamGap is the reason open streams are closed with when the
+	// errPushStreamGap is the reason open streams are closed with when the
 	// push-stream reader finds that entries it had not read yet were trimmed
 	// (after a Redis outage, say): browsers reconnect, and their resume
 	// reports the gap with an "event: gap" message.
-	ErrPushStreamGap = errors.New("gateway: push stream trimmed past the reader's position")
+	errPushStreamGap = errors.New("gateway: push stream trimmed past the reader's position")
 
-	// ErrTokenExpired is the reason a stream's [Client] is closed with when
+	// errTokenExpired is the reason a stream's client is closed with when
 	// the token it was opened with expires (Principal.Expires): the browser
 	// gets a [TokenExpiredEvent] message and must reconnect with a new token.
-	ErrTokenExpired = errors.New("gateway: the stream's token expired")
+	errTokenExpired = errors.New("gateway: the stream's token expired")
 )
 
 // ErrorBody is the JSON body of every error response written by this
@@ -103,10 +106,10 @@ type ErrorDetail struct {
 	Message string `json:"message"`
 }
 
-// HTTPStatus maps an error of this package to an HTTP status code:
+// httpStatus maps an error of this package to an HTTP status code:
 // [ErrNoCredentials] and [ErrBadCredentials] give 401, [ErrForbidden] gives
 // 403, nil gives 200 and anything else 500.
-func HTTPStatus(err error) int {
+func httpStatus(err error) int {
 	switch {
 	case err == nil:
 		return http.StatusOK
@@ -136,7 +139,7 @@ func writeError(w http.ResponseWriter, status int, field, msg string) {
 // [IngressAuth]: 401 with a WWW-Authenticate challenge, or 403. The message
 // is the error's text, which never contains the token.
 func writeAuthError(w http.ResponseWriter, err error) {
-	status := HTTPStatus(err)
+	status := httpStatus(err)
 	switch {
 	case errors.Is(err, ErrBadCredentials):
 		w.Header().Set("WWW-Authenticate", `Bearer realm="eventbus", error="invalid_token"`)

@@ -43,17 +43,17 @@ type hub struct {
 	reads readClock                // when the last read of the stream completed
 
 	mu      sync.RWMutex
-	clients map[*Client]*sendQueue // guarded by mu
+	clients map[*client]*sendQueue // guarded by mu
 	// byUser and byRoom index clients by the addressing Client.Wants
 	// matches (a stream's user and rooms are fixed when it opens), so a
 	// batch without a broadcast is offered only to the streams of its
 	// users and rooms instead of to every stream: the per-stream filter
 	// would otherwise cost streams × entries (docs/scale.md, design B).
-	byUser map[string]map[*Client]struct{} // guarded by mu
-	byRoom map[string]map[*Client]struct{} // guarded by mu
+	byUser map[string]map[*client]struct{} // guarded by mu
+	byRoom map[string]map[*client]struct{} // guarded by mu
 	// targets is dispatch's scratch set; only the reader goroutine
 	// calls dispatch.
-	targets    map[*Client]struct{}
+	targets    map[*client]struct{}
 	startedRun bool // guarded by mu
 	closed     bool // guarded by mu: no more clients are added
 
@@ -63,17 +63,17 @@ type hub struct {
 	closeOnce sync.Once
 }
 
-func newHub(client redis.UniversalClient, key string, block time.Duration, clientBuffer int, logger watermill.LoggerAdapter) *hub {
+func newHub(rdb redis.UniversalClient, key string, block time.Duration, clientBuffer int, logger watermill.LoggerAdapter) *hub {
 	return &hub{
-		client:  client,
+		client:  rdb,
 		key:     key,
 		block:   block,
 		count:   int64(max(1, min(hubReadCount, clientBuffer))),
 		logger:  logger,
-		clients: make(map[*Client]*sendQueue),
-		byUser:  make(map[string]map[*Client]struct{}),
-		byRoom:  make(map[string]map[*Client]struct{}),
-		targets: make(map[*Client]struct{}),
+		clients: make(map[*client]*sendQueue),
+		byUser:  make(map[string]map[*client]struct{}),
+		byRoom:  make(map[string]map[*client]struct{}),
+		targets: make(map[*client]struct{}),
 		running: make(chan struct{}),
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
@@ -167,7 +167,7 @@ func (h *hub) loop(ctx context.Context) error {
 				checkGap = false
 				if info.lostAfter(pos) {
 					h.logger.Info("Push stream trimmed past the reader's position; closing the open streams so that they resume", fields.Add(watermill.LogFields{"position": pos.String()}))
-					h.closeAll(ErrPushStreamGap)
+					h.closeAll(errPushStreamGap)
 				}
 			} else if ctx.Err() == nil {
 				h.logger.Error("Cannot read the push stream's position; retrying", err, fields)
@@ -226,7 +226,7 @@ func (h *hub) loop(ctx context.Context) error {
 
 // dispatch queues the frames of batch, in order, for every client that
 // wants them: one lock and one wake-up per client and batch. A client
-// whose queue would overflow is closed with ErrSlowClient. A batch with a
+// whose queue would overflow is closed with errSlowClient. A batch with a
 // broadcast goes to every client (each wants it); any other batch only to
 // the clients its users and rooms index.
 func (h *hub) dispatch(batch []pushFrame) {
@@ -269,7 +269,7 @@ func (h *hub) dispatch(batch []pushFrame) {
 
 // offer queues what c wants of batch on q (sendQueue.push filters with
 // Client.Wants), unless c's stream is ending.
-func (h *hub) offer(c *Client, q *sendQueue, batch []pushFrame) {
+func (h *hub) offer(c *client, q *sendQueue, batch []pushFrame) {
 	select {
 	case <-c.done:
 		return // its stream is ending
@@ -307,7 +307,7 @@ func (h *hub) isRunning() bool {
 
 // add registers c, whose events the hub queues on q; it returns false once
 // the hub is closed.
-func (h *hub) add(c *Client, q *sendQueue) bool {
+func (h *hub) add(c *client, q *sendQueue) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -323,7 +323,7 @@ func (h *hub) add(c *Client, q *sendQueue) bool {
 	return true
 }
 
-func (h *hub) remove(c *Client) {
+func (h *hub) remove(c *client) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if _, ok := h.clients[c]; !ok {
@@ -338,16 +338,16 @@ func (h *hub) remove(c *Client) {
 	}
 }
 
-func index(m map[string]map[*Client]struct{}, key string, c *Client) {
+func index(m map[string]map[*client]struct{}, key string, c *client) {
 	set := m[key]
 	if set == nil {
-		set = make(map[*Client]struct{})
+		set = make(map[*client]struct{})
 		m[key] = set
 	}
 	set[c] = struct{}{}
 }
 
-func unindex(m map[string]map[*Client]struct{}, key string, c *Client) {
+func unindex(m map[string]map[*client]struct{}, key string, c *client) {
 	set := m[key]
 	delete(set, c)
 	if len(set) == 0 {

@@ -11,17 +11,17 @@ import (
 // stream leaves no index entry behind.
 func TestHubDispatchUsesTheIndex(t *testing.T) {
 	h := newHub(nil, "t$push", 0, DefaultClientBuffer, nil)
-	alice := newClient(Principal{User: "alice", Rooms: []string{"r1"}}, []string{"r1"}, 0)
-	bob := newClient(Principal{User: "bob", Rooms: []string{"r1", "r2"}}, []string{"r2"}, 0)
-	carol := newClient(Principal{User: "carol"}, nil, 0)
-	queues := map[*Client]*sendQueue{}
-	for _, c := range []*Client{alice, bob, carol} {
+	alice := newClient(Principal{User: "alice", Rooms: []string{"r1"}}, []string{"r1"})
+	bob := newClient(Principal{User: "bob", Rooms: []string{"r1", "r2"}}, []string{"r2"})
+	carol := newClient(Principal{User: "carol"}, nil)
+	queues := map[*client]*sendQueue{}
+	for _, c := range []*client{alice, bob, carol} {
 		queues[c] = newSendQueue(16)
 		if !h.add(c, queues[c]) {
 			t.Fatal("add refused")
 		}
 	}
-	take := func(c *Client) []string { return msgs(queues[c].take(nil)) }
+	take := func(c *client) []string { return msgs(queues[c].take(nil)) }
 
 	h.dispatch(testFrames(
 		[3]string{"to-alice", "", "alice"},
@@ -43,13 +43,13 @@ func TestHubDispatchUsesTheIndex(t *testing.T) {
 	}
 
 	h.dispatch(testFrames([3]string{"to-carol", "", "carol"}, [3]string{"everyone", "", ""}))
-	for c, want := range map[*Client][]string{alice: {"everyone"}, bob: {"everyone"}, carol: {"to-carol", "everyone"}} {
+	for c, want := range map[*client][]string{alice: {"everyone"}, bob: {"everyone"}, carol: {"to-carol", "everyone"}} {
 		if got := take(c); !slices.Equal(got, want) {
 			t.Errorf("%s got %q, want %q", c.principal.User, got, want)
 		}
 	}
 
-	for _, c := range []*Client{alice, bob, carol} {
+	for _, c := range []*client{alice, bob, carol} {
 		h.remove(c)
 	}
 	h.remove(alice) // twice: nothing happens

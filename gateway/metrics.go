@@ -14,12 +14,12 @@ import (
 
 // Reasons of eventbus_gateway_streams_closed_total.
 const (
-	CloseReasonClientGone   = "client_gone"   // the browser went away or stopped reading
-	CloseReasonSlowClient   = "slow_client"   // its queue overflowed (ErrSlowClient)
-	CloseReasonShutdown     = "shutdown"      // the gateway closed (ErrGatewayClosed)
-	CloseReasonGap          = "gap"           // the reader lost its place (ErrPushStreamGap)
-	CloseReasonTokenExpired = "token_expired" // the token's exp passed (ErrTokenExpired)
-	CloseReasonError        = "error"         // a Redis error during replay, or anything else
+	closeReasonClientGone   = "client_gone"   // the browser went away or stopped reading
+	closeReasonSlowClient   = "slow_client"   // its queue overflowed (errSlowClient)
+	closeReasonShutdown     = "shutdown"      // the gateway closed (ErrGatewayClosed)
+	closeReasonGap          = "gap"           // the reader lost its place (errPushStreamGap)
+	closeReasonTokenExpired = "token_expired" // the token's exp passed (errTokenExpired)
+	closeReasonError        = "error"         // a Redis error during replay, or anything else
 )
 
 // DefaultStuckAfter is the default of Config.StuckAfter.
@@ -58,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, g *Gateway) (*metrics, error) {
 		gaps: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "stream_gaps_total",
 			Help: "Gap messages sent: a resumed stream's events after its Last-Event-ID were trimmed."}),
 	}
-	for _, r := range []string{CloseReasonClientGone, CloseReasonSlowClient, CloseReasonShutdown, CloseReasonGap, CloseReasonTokenExpired, CloseReasonError} {
+	for _, r := range []string{closeReasonClientGone, closeReasonSlowClient, closeReasonShutdown, closeReasonGap, closeReasonTokenExpired, closeReasonError} {
 		m.streamsClosed.WithLabelValues(r) // every reason from 0
 	}
 	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "streams_open",
@@ -109,18 +109,18 @@ func (m *metrics) resumed(gap bool) {
 // closeReason is the label of a stream's end reason.
 func closeReason(err error) string {
 	switch {
-	case errors.Is(err, ErrSlowClient):
-		return CloseReasonSlowClient
+	case errors.Is(err, errSlowClient):
+		return closeReasonSlowClient
 	case errors.Is(err, ErrGatewayClosed):
-		return CloseReasonShutdown
-	case errors.Is(err, ErrPushStreamGap):
-		return CloseReasonGap
-	case errors.Is(err, ErrTokenExpired):
-		return CloseReasonTokenExpired
+		return closeReasonShutdown
+	case errors.Is(err, errPushStreamGap):
+		return closeReasonGap
+	case errors.Is(err, errTokenExpired):
+		return closeReasonTokenExpired
 	case err == nil, errors.Is(err, context.Canceled), errors.Is(err, errStreamWrite):
-		return CloseReasonClientGone
+		return closeReasonClientGone
 	default:
-		return CloseReasonError
+		return closeReasonError
 	}
 }
 
@@ -182,17 +182,17 @@ func (c *lagCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.g.cfg.PublishTimeout)
 	defer cancel()
-	lag, err := c.g.PushLag(ctx)
+	lag, err := c.g.pushLag(ctx)
 	if err != nil {
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, lag.Seconds())
 }
 
-// PushLag returns how far the push-stream reader is behind the stream's
+// pushLag returns how far the push-stream reader is behind the stream's
 // last entry, by the entry ids' times: 0 when it has dispatched every
 // entry. It reads the stream's last id from Redis.
-func (g *Gateway) PushLag(ctx context.Context) (time.Duration, error) {
+func (g *Gateway) pushLag(ctx context.Context) (time.Duration, error) {
 	info, err := streamInfoOf(ctx, g.bus.Client(), g.bus.Config().PushKey())
 	if err != nil {
 		return 0, err

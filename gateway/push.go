@@ -70,7 +70,7 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "", "the gateway is not following the event stream (starting or shutting down): retry shortly")
 		return
 	}
-	allowed, forbidden := ResolveRooms(p, parseRooms(r.URL.Query()[RoomsParam]))
+	allowed, forbidden := resolveRooms(p, parseRooms(r.URL.Query()[RoomsParam]))
 
 	last, resume, field, err := lastEventID(r)
 	if err != nil {
@@ -110,13 +110,13 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 	if resume {
 		g.metrics.resumed(gap != nil)
 	}
-	sse, err := NewSSEWriter(w)
+	sse, err := newSSEWriter(w)
 	if err != nil {
 		g.logger.Error("Cannot stream to this client", err, nil)
 		writeError(w, http.StatusInternalServerError, "", "the server cannot stream responses")
 		return
 	}
-	c := newClient(p, allowed, 0)
+	c := newClient(p, allowed)
 	s := &stream{g: g, sse: sse, c: c, q: newSendQueue(g.cfg.ClientBuffer), last: last}
 	s.run(ctx, forbidden, gap)
 }
@@ -125,8 +125,8 @@ func (g *Gateway) serveStream(w http.ResponseWriter, r *http.Request) {
 // goroutine only.
 type stream struct {
 	g         *Gateway
-	sse       *SSEWriter
-	c         *Client
+	sse       *sseWriter
+	c         *client
 	q         *sendQueue // live events, queued by the hub
 	last      streamID   // every wanted entry up to last has been written
 	deadlines bool       // the ResponseWriter supports write deadlines
@@ -146,7 +146,7 @@ func (s *stream) run(ctx context.Context, forbidden []string, gap *Gap) {
 	}
 	if exp := s.c.principal.Expires; !exp.IsZero() {
 		// The token's end ends the stream, wherever it is (replay or live).
-		t := time.AfterFunc(time.Until(exp), func() { s.c.Close(ErrTokenExpired) })
+		t := time.AfterFunc(time.Until(exp), func() { s.c.Close(errTokenExpired) })
 		defer t.Stop()
 	}
 	if gap != nil {
@@ -295,7 +295,7 @@ func (s *stream) end(reason error) {
 	s.g.metrics.closed(reason)
 	var msg string
 	switch {
-	case errors.Is(reason, ErrSlowClient):
+	case errors.Is(reason, errSlowClient):
 		msg = "disconnected: this client fell too far behind; reconnect to resume from Last-Event-ID"
 	case errors.Is(reason, ErrGatewayClosed):
 		// Spread the reconnections of this replica's browsers.
@@ -303,7 +303,7 @@ func (s *stream) end(reason error) {
 			return
 		}
 		msg = "disconnected: the gateway is shutting down; reconnect to resume"
-	case errors.Is(reason, ErrTokenExpired):
+	case errors.Is(reason, errTokenExpired):
 		exp := s.c.principal.Expires
 		data, _ := json.Marshal(TokenExpired{
 			Expired: exp.UTC(), LastEventID: s.last.String(),
@@ -311,7 +311,7 @@ func (s *stream) end(reason error) {
 		}) // a TokenExpired always marshals
 		_ = s.write(func() error { return s.sse.WriteEvent("", TokenExpiredEvent, data) })
 		return
-	case errors.Is(reason, ErrPushStreamGap):
+	case errors.Is(reason, errPushStreamGap):
 		msg = "disconnected: the gateway lost its place in the event stream; reconnect to resume"
 	case errors.Is(reason, context.Canceled), errors.Is(reason, errStreamWrite), reason == nil:
 		return // the browser went away

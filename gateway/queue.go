@@ -36,7 +36,7 @@ func newSendQueue(limit int) *sendQueue {
 // push queues the frames of batch that c wants and wakes the writer. It
 // returns false, having queued nothing more, when they would take the queue
 // beyond its limit: the stream has fallen too far behind.
-func (q *sendQueue) push(c *Client, batch []pushFrame) bool {
+func (q *sendQueue) push(c *client, batch []pushFrame) bool {
 	q.mu.Lock()
 	n := len(q.items)
 	for i := range batch {

@@ -29,7 +29,7 @@ func msgs(fs []*frame) []string {
 // The queue keeps only what the client wants, in order; take empties it and
 // reuses the slice it is given.
 func TestSendQueueOrderAndFilter(t *testing.T) {
-	c := newClient(Principal{User: "alice", Rooms: []string{"r1"}}, []string{"r1"}, 0)
+	c := newClient(Principal{User: "alice", Rooms: []string{"r1"}}, []string{"r1"})
 	q := newSendQueue(8)
 	if !q.push(c, testFrames([3]string{"b1", "", ""}, [3]string{"bob", "", "bob"}, [3]string{"r1", "r1", ""}, [3]string{"r2", "r2", ""})) {
 		t.Fatal("push refused with room in the queue")
@@ -66,7 +66,7 @@ func TestSendQueueOrderAndFilter(t *testing.T) {
 // A push that would take the queue over its limit queues nothing of its
 // batch and says so; what was queued before stays.
 func TestSendQueueLimit(t *testing.T) {
-	c := newClient(Principal{User: "u"}, nil, 0)
+	c := newClient(Principal{User: "u"}, nil)
 	q := newSendQueue(3)
 	if !q.push(c, testFrames([3]string{"1", "", ""}, [3]string{"2", "", ""})) {
 		t.Fatal("push refused within the limit")

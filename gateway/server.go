@@ -38,8 +38,13 @@ const (
 	DefaultWriteTimeout      = 10 * time.Second
 	DefaultReadBlock         = time.Second
 	DefaultReplayPage        = 500
-	DefaultRetry             = 2 * time.Second
-	DefaultShutdownRetry     = 10 * time.Second
+	// DefaultClientBuffer is how many events may wait for one browser
+	// before it is disconnected: a full XREAD batch of the push-stream
+	// reader; at 1,000 events/s of which a third reach every browser it is
+	// about 0.7 s of backlog.
+	DefaultClientBuffer  = 256
+	DefaultRetry         = 2 * time.Second
+	DefaultShutdownRetry = 10 * time.Second
 	// DefaultCloseTimeout bounds how long Close waits for the push-stream
 	// reader to stop.
 	DefaultCloseTimeout = 10 * time.Second
@@ -277,7 +282,7 @@ type Gateway struct {
 	logger  watermill.LoggerAdapter
 	auth    *Authenticator
 	ingress *IngressAuth
-	limiter *RateLimiter   // nil when rate limiting is disabled
+	limiter *rateLimiter   // nil when rate limiting is disabled
 	shared  *sharedLimiter // nil unless RateLimit.PerProcess is false
 	hub     *hub
 	metrics *metrics // nil without Config.Registerer
@@ -343,7 +348,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 		mux:     http.NewServeMux(),
 	}
 	if cfg.RateLimit.PerSecond != -1 {
-		g.limiter, err = NewRateLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst, 0)
+		g.limiter, err = newRateLimiter(cfg.RateLimit.PerSecond, cfg.RateLimit.Burst, 0)
 		if err != nil {
 			return nil, err
 		}
@@ -358,7 +363,7 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 	g.handle("POST "+EventsPath, g.metrics.countIngress(g.serveEvents))
 	g.handle("GET "+StreamPath, http.HandlerFunc(g.serveStream))
 	g.handle("GET "+OpenAPIPath, http.HandlerFunc(serveOpenAPI))
-	g.handler = CORS(cfg.AllowedOrigins, g.mux)
+	g.handler = cors(cfg.AllowedOrigins, g.mux)
 	ok = true
 	return g, nil
 }
@@ -367,8 +372,9 @@ func New(b *bus.Bus, cfg Config, logger watermill.LoggerAdapter) (*Gateway, erro
 func (g *Gateway) Config() Config { return g.cfg }
 
 // Handler returns the gateway's HTTP handler: POST /v1/events,
-// GET /v1/stream, GET /openapi.json and whatever was mounted with Mount, behind CORS (see
-// [CORS] and Config.AllowedOrigins). It is safe for concurrent use.
+// GET /v1/stream, GET /openapi.json and whatever was mounted with Mount,
+// behind CORS for Config.AllowedOrigins (preflights answered 204, no
+// credentials mode; docs/gateway.md). It is safe for concurrent use.
 func (g *Gateway) Handler() http.Handler { return g.handler }
 
 // Mount registers h for pattern on the gateway's mux, e.g.
@@ -412,8 +418,7 @@ func (g *Gateway) Running() <-chan struct{} { return g.hub.running }
 // ErrGatewayClosed, and Run while running returns an error. Redis errors do
 // not stop it: it logs them and retries with backoff (50ms doubling to 5s);
 // after an outage, if entries it had not read were trimmed meanwhile, it
-// closes the open streams with ErrPushStreamGap so that they resume and
-// report the gap.
+// closes the open streams so that they resume and report the gap.
 func (g *Gateway) Run(ctx context.Context) error {
 	return g.hub.run(ctx)
 }

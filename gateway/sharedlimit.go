@@ -23,11 +23,11 @@ type sharedLimiter struct {
 	lim    *redis_rate.Limiter
 	limit  redis_rate.Limit
 	prefix string
-	local  *RateLimiter // while Redis cannot be asked
+	local  *rateLimiter // while Redis cannot be asked
 	logger watermill.LoggerAdapter
 }
 
-func newSharedLimiter(c redis.UniversalClient, prefix string, rl RateLimit, local *RateLimiter, logger watermill.LoggerAdapter) *sharedLimiter {
+func newSharedLimiter(c redis.UniversalClient, prefix string, rl RateLimit, local *rateLimiter, logger watermill.LoggerAdapter) *sharedLimiter {
 	return &sharedLimiter{
 		lim:    redis_rate.NewLimiter(c),
 		limit:  gcraLimit(rl.PerSecond, rl.Burst),

@@ -10,34 +10,34 @@ import (
 	"time"
 )
 
-// SSEWriter writes a text/event-stream response, flushing after every
+// sseWriter writes a text/event-stream response, flushing after every
 // event so that it reaches the browser at once.
 //
-// An SSEWriter is not safe for concurrent use: one goroutine (the
+// An sseWriter is not safe for concurrent use: one goroutine (the
 // connection's writer loop) owns it.
-type SSEWriter struct {
+type sseWriter struct {
 	w   http.ResponseWriter
 	rc  *http.ResponseController
 	buf bytes.Buffer
 }
 
-// sseHeaders are the response headers NewSSEWriter sets.
+// sseHeaders are the response headers newSSEWriter sets.
 var sseHeaders = [...][2]string{
 	{"Content-Type", "text/event-stream"},
 	{"Cache-Control", "no-cache"},
 	{"X-Accel-Buffering", "no"}, // tells nginx not to buffer the stream
 }
 
-// NewSSEWriter sets the event-stream headers (Content-Type:
+// newSSEWriter sets the event-stream headers (Content-Type:
 // text/event-stream, Cache-Control: no-cache, X-Accel-Buffering: no) and
 // commits the response: status 200 and the headers are flushed to the
 // client, so call it only after authentication and any other check that may
 // still answer with an error status.
 //
-// It returns an error wrapping [ErrFlushNotSupported], and leaves the headers
+// It returns an error wrapping [errFlushNotSupported], and leaves the headers
 // as they were, when w cannot flush (as found by [http.ResponseController],
 // which follows Unwrap methods of wrapping ResponseWriters).
-func NewSSEWriter(w http.ResponseWriter) (*SSEWriter, error) {
+func newSSEWriter(w http.ResponseWriter) (*sseWriter, error) {
 	h := w.Header()
 	var old [len(sseHeaders)][]string
 	for i, kv := range sseHeaders {
@@ -54,11 +54,11 @@ func NewSSEWriter(w http.ResponseWriter) (*SSEWriter, error) {
 					h[http.CanonicalHeaderKey(kv[0])] = old[i]
 				}
 			}
-			return nil, fmt.Errorf("%w: %T", ErrFlushNotSupported, w)
+			return nil, fmt.Errorf("%w: %T", errFlushNotSupported, w)
 		}
 		return nil, fmt.Errorf("gateway: sse: flush headers: %w", err)
 	}
-	return &SSEWriter{w: w, rc: rc}, nil
+	return &sseWriter{w: w, rc: rc}, nil
 }
 
 // WriteEvent writes one event and flushes it:
@@ -77,7 +77,7 @@ func NewSSEWriter(w http.ResponseWriter) (*SSEWriter, error) {
 // must not contain line breaks (they would end the field early) and id must
 // not contain NUL (browsers ignore such an id); such values are rejected
 // with an error before anything is written.
-func (s *SSEWriter) WriteEvent(id, event string, data []byte) error {
+func (s *sseWriter) WriteEvent(id, event string, data []byte) error {
 	s.buf.Reset()
 	b, err := appendEvent(s.buf.AvailableBuffer(), id, event, data)
 	if err != nil {
@@ -144,7 +144,7 @@ func appendDataLine(dst, line []byte) []byte {
 // any event (the data buffer is empty), so a stream can move a browser's
 // Last-Event-ID past entries it was not sent. id must be non-empty and must
 // not contain CR, LF or NUL.
-func (s *SSEWriter) WriteID(id string) error {
+func (s *sseWriter) WriteID(id string) error {
 	if id == "" || strings.ContainsAny(id, "\r\n\x00") {
 		return fmt.Errorf("gateway: sse: invalid event id %q: must be non-empty without CR, LF or NUL", id)
 	}
@@ -158,7 +158,7 @@ func (s *SSEWriter) WriteID(id string) error {
 // blank line, one ":" line per line of text. Browsers ignore comments;
 // they keep idle connections (and proxies) from timing out. The usual
 // heartbeat is WriteComment("ping"), which writes ": ping\n\n".
-func (s *SSEWriter) WriteComment(text string) error {
+func (s *sseWriter) WriteComment(text string) error {
 	s.buf.Reset()
 	eachLine([]byte(text), s.comment)
 	s.buf.WriteByte('\n')
@@ -168,7 +168,7 @@ func (s *SSEWriter) WriteComment(text string) error {
 // WriteRetry tells the browser to wait ms milliseconds before reconnecting
 // after the connection drops ("retry: <ms>" and a blank line) and flushes.
 // ms must be 0 or more.
-func (s *SSEWriter) WriteRetry(ms int) error {
+func (s *sseWriter) WriteRetry(ms int) error {
 	if ms < 0 {
 		return fmt.Errorf("gateway: sse: invalid retry %d: must be 0 or more milliseconds", ms)
 	}
@@ -183,11 +183,11 @@ func (s *SSEWriter) WriteRetry(ms int) error {
 // to the whole response and would cut long-lived streams; call
 // SetWriteDeadline(time.Time{}) to lift it, or set a deadline before each
 // write to drop clients that stop reading.
-func (s *SSEWriter) SetWriteDeadline(t time.Time) error {
+func (s *sseWriter) SetWriteDeadline(t time.Time) error {
 	return s.rc.SetWriteDeadline(t)
 }
 
-func (s *SSEWriter) field(name, value string) {
+func (s *sseWriter) field(name, value string) {
 	s.buf.WriteString(name)
 	if value != "" {
 		s.buf.WriteString(": ")
@@ -198,7 +198,7 @@ func (s *SSEWriter) field(name, value string) {
 	s.buf.WriteByte('\n')
 }
 
-func (s *SSEWriter) comment(text []byte) {
+func (s *sseWriter) comment(text []byte) {
 	s.buf.WriteByte(':')
 	if len(text) > 0 {
 		s.buf.WriteByte(' ')
@@ -225,7 +225,7 @@ func eachLine(b []byte, fn func([]byte)) {
 	}
 }
 
-func (s *SSEWriter) flush() error {
+func (s *sseWriter) flush() error {
 	if err := s.writeFrame(s.buf.Bytes()); err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func (s *SSEWriter) flush() error {
 // it lands in the response's buffers, and reaches the connection when they
 // fill or at the next flushNow. The writer loop writes every frame queued
 // for its stream this way and then flushes once.
-func (s *SSEWriter) writeFrame(b []byte) error {
+func (s *sseWriter) writeFrame(b []byte) error {
 	if _, err := s.w.Write(b); err != nil {
 		return fmt.Errorf("gateway: sse: write: %w", err)
 	}
@@ -244,7 +244,7 @@ func (s *SSEWriter) writeFrame(b []byte) error {
 }
 
 // flushNow sends what the response has buffered to the connection.
-func (s *SSEWriter) flushNow() error {
+func (s *sseWriter) flushNow() error {
 	if err := s.rc.Flush(); err != nil {
 		return fmt.Errorf("gateway: sse: flush: %w", err)
 	}

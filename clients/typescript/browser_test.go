@@ -312,7 +312,7 @@ func TestBrowserClient(t *testing.T) {
 	assert.Equal(t, 1, s.Events[0].N)
 	assert.Equal(t, "user.notified", s.Events[1].Type)
 
-	// The first token expires: the gateway ends the stream (ErrTokenExpired),
+	// The first token expires: the gateway ends the stream (its token expired),
 	// and a reconnect with that token would be refused for good, so getToken
 	// must give the new one. (The test waits for that reconnect before it
 	// restarts the gateway: a restart racing it would make the number of
