@@ -234,7 +234,17 @@ func report(t *testing.T, fault, mode string, r row, d bus.Durability, outage bo
 	if d.Replicas > 0 {
 		assert.Zero(t, r.lost, "an acknowledged event was lost with Durability on")
 		assert.Zero(t, r.sseMissing, "a browser missed an acknowledged event with Durability on")
-		assert.Zero(t, r.sseGaps, "a browser was sent a gap event with Durability on")
+		// The push reader sees an entry as soon as the primary has it,
+		// before the replica does (WAIT runs after the write). A kill -9 in
+		// that moment loses the entry and fails its publish (retried, so it
+		// arrives again), but a browser may already have it: it resumes
+		// ahead of the new primary's stream and is told so ("ahead of the
+		// event stream"). Only that gap, and only after a failed publish;
+		// never one that says retained events are gone.
+		assert.Zero(t, r.sseGaps-r.sseAheadGaps, "a browser was told events were lost with Durability on")
+		if r.errored == 0 {
+			assert.Zero(t, r.sseAheadGaps, "a browser was ahead of the push stream with Durability on, although no publish failed")
+		}
 		assert.Zero(t, r.tailMissing, "tail missed an acknowledged event with Durability on")
 	}
 }

@@ -499,15 +499,19 @@ func (x *extras) stop() {
 // extraRow is what the extras saw in one run.
 type extraRow struct {
 	sseMissing, sseEntryDups, sseEventDups, sseGaps, sseReconnects, sseRefused int
-	kickedMissing, kickedRefused                                               int // the browser dropped at the fault
-	tailMissing                                                                int
-	tailExited                                                                 string
-	readyDownFor                                                               time.Duration // first non-200 -> last non-200
-	readyDowns                                                                 int
-	readyBody                                                                  string
-	readyRecovered                                                             bool
-	discovered                                                                 bool
-	discoverAfter                                                              time.Duration
+	// sseAheadGaps are the gap events that say the browser's Last-Event-ID
+	// is ahead of the push stream: it had read an entry the new primary
+	// never got (see report).
+	sseAheadGaps                 int
+	kickedMissing, kickedRefused int // the browser dropped at the fault
+	tailMissing                  int
+	tailExited                   string
+	readyDownFor                 time.Duration // first non-200 -> last non-200
+	readyDowns                   int
+	readyBody                    string
+	readyRecovered               bool
+	discovered                   bool
+	discoverAfter                time.Duration
 }
 
 func (e extraRow) String() string {
@@ -582,6 +586,11 @@ func (x *extras) collect(t *testing.T, acked []string) extraRow {
 			e.sseEventDups += n - 1
 		}
 		e.sseGaps += len(br.gaps)
+		for _, g := range br.gaps {
+			if strings.Contains(g, "is ahead of the event stream") {
+				e.sseAheadGaps++
+			}
+		}
 		e.sseReconnects += br.connects - 1
 		e.sseRefused += br.refused
 		if len(br.gaps) > 0 {
