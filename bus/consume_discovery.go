@@ -34,6 +34,7 @@ func (sub *subscription) addStreams(ctx context.Context, types []string, start s
 		cmds[i] = pipe.XGroupCreateMkStream(ctx, sub.s.bus.StreamKey(t), sub.s.cfg.ConsumerGroup, start)
 	}
 	_, execErr := pipe.Exec(ctx)
+	var created []string
 	for i, t := range types {
 		err := cmds[i].Err()
 		if err == nil && execErr != nil && !isBusyGroup(execErr) {
@@ -45,13 +46,14 @@ func (sub *subscription) addStreams(ctx context.Context, types []string, start s
 		}
 		key := sub.s.bus.StreamKey(t)
 		if err == nil { // a new group: loss accounting starts now (retention.go)
-			baselineGroup(ctx, sub.s.client, sub.s.bus, key, sub.s.cfg.ConsumerGroup)
+			created = append(created, key)
 		}
 		if !sub.known[key] {
 			sub.known[key] = true
 			sub.streams = append(sub.streams, key)
 		}
 	}
+	baselineGroups(ctx, sub.s.client, sub.s.bus, sub.s.cfg.ConsumerGroup, created)
 	return nil
 }
 
@@ -116,7 +118,7 @@ func (sub *subscription) recreateGroups(ctx context.Context) {
 		default:
 			sub.s.logger.Error("Consumer group was gone; re-created", nil, watermill.LogFields{
 				"stream": k, "start_after": start, "position_known": known, "held_entries": len(held[k])})
-			baselineGroup(ctx, sub.s.client, sub.s.bus, k, cfg.ConsumerGroup)
+			baselineGroups(ctx, sub.s.client, sub.s.bus, cfg.ConsumerGroup, []string{k})
 		}
 		if ids := held[k]; len(ids) > 0 {
 			args := make([]any, 0, len(ids)+7)

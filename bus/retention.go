@@ -148,17 +148,48 @@ func (b *Bus) trimStream(ctx context.Context, t string, keepLen int64, keepMinID
 	return r, nil
 }
 
-// baselineGroup sets the read counter of group on stream key right after the
-// subscriber created it (XINFO GROUPS shows no entries-read for a new group),
-// so that entries trimmed from then on are counted as its loss. Best effort:
-// a server without scripting or ENTRIESREAD (Redis < 7.0, miniredis) gets no
-// baseline, and losses are then counted from the first retention pass.
-func baselineGroup(ctx context.Context, client redis.UniversalClient, cfg Config, key, group string) {
-	t, ok := strings.CutPrefix(key, cfg.StreamPrefix)
-	if !ok {
+// baselineGroups sets the read counter of group on each stream of keys
+// right after the subscriber created the group there (XINFO GROUPS shows no
+// entries-read for a new group), so that entries trimmed from then on are
+// counted as its loss. One pipeline for all of them: a pattern subscription
+// creating 10,000 groups must not pay 10,000 round trips (it did, and
+// Subscribe over 10,000 streams took 1.7 s instead of 33 ms). Best effort:
+// a server without scripting or ENTRIESREAD (Redis < 7.0, miniredis) gets
+// no baseline, and losses are then counted from the first retention pass.
+func baselineGroups(ctx context.Context, client redis.UniversalClient, cfg Config, group string, keys []string) {
+	type job struct{ keys []string }
+	jobs := make([]job, 0, len(keys))
+	for _, key := range keys {
+		if t, ok := strings.CutPrefix(key, cfg.StreamPrefix); ok {
+			jobs = append(jobs, job{[]string{key, cfg.LossKey(t)}})
+		}
+	}
+	if len(jobs) == 0 {
 		return
 	}
-	_ = retentionScript.Run(ctx, client, []string{key, cfg.LossKey(t)}, -1, "", retentionCountLimit, group).Err()
+	run := func(eval bool) (noScript bool) {
+		pipe := client.Pipeline()
+		cmds := make([]*redis.Cmd, len(jobs))
+		for i, j := range jobs {
+			if eval {
+				cmds[i] = retentionScript.Eval(ctx, pipe, j.keys, -1, "", retentionCountLimit, group)
+			} else {
+				cmds[i] = retentionScript.EvalSha(ctx, pipe, j.keys, -1, "", retentionCountLimit, group)
+			}
+		}
+		_, _ = pipe.Exec(ctx)
+		for _, c := range cmds {
+			if isNoScript(c.Err()) {
+				return true
+			}
+		}
+		return false
+	}
+	// A server that does not know the script yet (or lost it): once more
+	// with EVAL, which also loads it.
+	if run(false) {
+		run(true)
+	}
 }
 
 // Losses returns every consumer group's total of lost entries on the streams
