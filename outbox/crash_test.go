@@ -134,9 +134,6 @@ func dedupOnPublisher(t *testing.T, b *bus.Bus) bool {
 // restarted. Every committed upload reaches the stream, exactly once; no
 // rolled-back one does; the outbox ends empty.
 func TestCrashRestartExactlyOnce(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short: the crash test starts its own PostgreSQL and takes ~30 s")
-	}
 	srv := pgtest.StartServer(t)
 	ctx := context.Background()
 	db, err := pgtest.Open(ctx, srv.URL())

@@ -145,8 +145,15 @@ func TestServeJWKS(t *testing.T) {
 // cliEnv runs the binary with env added to the test's environment.
 func cliEnv(t *testing.T, env []string, args ...string) result {
 	t.Helper()
+	return cliEnvIn(t, "", env, args...)
+}
+
+// cliEnvIn is cliEnv with stdin as the binary's standard input.
+func cliEnvIn(t *testing.T, stdin string, env []string, args ...string) result {
+	t.Helper()
 	c := exec.CommandContext(t.Context(), binary, args...)
 	c.Env = childEnv(env...)
+	c.Stdin = strings.NewReader(stdin)
 	var out, errb strings.Builder
 	c.Stdout, c.Stderr = &out, &errb
 	err := c.Run()

@@ -20,19 +20,7 @@ const tokenSecret = "0123456789abcdef0123456789abcdef-token-test"
 // tokenCLI runs the binary with EVENTBUS_JWT_SECRET set.
 func tokenCLI(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), binary, args...)
-	cmd.Env = childEnv("EVENTBUS_JWT_SECRET="+tokenSecret, "REDIS_URL="+redistest.URL())
-	cmd.Stdin = strings.NewReader(stdin)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return r
+	return cliEnvIn(t, stdin, []string{"EVENTBUS_JWT_SECRET=" + tokenSecret, "REDIS_URL=" + redistest.URL()}, args...)
 }
 
 // TestTokenOpensStream: a token minted by `eventbus token` opens a stream
